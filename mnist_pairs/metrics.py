@@ -1,0 +1,51 @@
+"""Pair-classification metrics from logits and targets, all returned as plain values.
+
+scikit-learn computes ROC-AUC, the curves and the confusion matrix; the loss is the true
+mean of BCE-with-logits over all pairs (not a mean of batch means).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import (confusion_matrix, precision_recall_curve, roc_auc_score, roc_curve,
+                             average_precision_score)
+
+
+def pair_metrics(logits: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """loss (mean BCE over pairs), acc (threshold 0.5 on the probability) and ROC-AUC."""
+    logits, target = logits.detach().float().cpu(), target.detach().float().cpu()
+    loss = F.binary_cross_entropy_with_logits(logits, target, reduction="sum").item() / len(target)
+    acc = ((logits > 0).float() == target).float().mean().item()
+    auc = float(roc_auc_score(target.numpy(), logits.numpy()))
+    return {"loss": loss, "acc": acc, "auc": auc}
+
+
+def confusion(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> np.ndarray:
+    """2x2 counts, rows = truth (0 different, 1 same), columns = prediction."""
+    prob = torch.sigmoid(logits.float()).cpu().numpy()
+    return confusion_matrix(target.cpu().numpy().astype(int), (prob > threshold).astype(int), labels=[0, 1])
+
+
+def curves(logits: torch.Tensor, target: torch.Tensor) -> dict[str, np.ndarray | float]:
+    """ROC and precision-recall curves, AP, and accuracy against the probability threshold."""
+    y = target.cpu().numpy().astype(int)
+    prob = torch.sigmoid(logits.float()).cpu().numpy()
+    fpr, tpr, _ = roc_curve(y, prob)
+    precision, recall, _ = precision_recall_curve(y, prob)
+    thresholds = np.linspace(0.0, 1.0, 201)
+    acc = np.array([((prob > t).astype(int) == y).mean() for t in thresholds])
+    best = int(np.argmax(acc))
+    return {"fpr": fpr, "tpr": tpr, "auc": float(roc_auc_score(y, prob)),
+            "precision": precision, "recall": recall, "ap": float(average_precision_score(y, prob)),
+            "thresholds": thresholds, "threshold_acc": acc,
+            "best_threshold": float(thresholds[best]), "best_threshold_acc": float(acc[best]),
+            "prob": prob, "target": y}
+
+
+def hardest_errors(logits: torch.Tensor, target: torch.Tensor, k: int = 16) -> np.ndarray:
+    """Indices of the k misjudged pairs the model was most confident about."""
+    prob = torch.sigmoid(logits.float()).cpu().numpy()
+    y = target.cpu().numpy()
+    wrong = np.flatnonzero((prob > 0.5) != (y > 0.5))
+    return wrong[np.argsort(-np.abs(prob[wrong] - 0.5), kind="stable")][:k]

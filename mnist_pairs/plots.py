@@ -1,0 +1,162 @@
+"""Figures with Chinese labels. Each function takes data and returns a matplotlib Figure;
+none writes files or calls plt.show() (use `save_figure`).
+
+The CJK font (Noto Sans SC, from the PyPI package pylopdf-fonts-zh-cn) is registered once,
+in `setup_style`, after seaborn's `set_theme` (which would reset it otherwise).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+from matplotlib import font_manager
+from matplotlib.figure import Figure
+
+_STYLE_DONE = False
+CJK_FONT_FILE = "NotoSansSC-Regular.otf"
+
+
+def cjk_font_path() -> Path:
+    import pylopdf_fonts_zh_cn
+
+    return Path(pylopdf_fonts_zh_cn.__file__).parent / CJK_FONT_FILE
+
+
+def setup_style() -> str:
+    """Seaborn theme + the CJK font, once per process. Returns the font family name."""
+    global _STYLE_DONE
+    path = cjk_font_path()
+    name = font_manager.FontProperties(fname=str(path)).get_name()
+    if not _STYLE_DONE:
+        font_manager.fontManager.addfont(str(path))
+        sns.set_theme(style="whitegrid", context="notebook")
+        plt.rcParams.update({"font.family": "sans-serif", "font.sans-serif": [name, "DejaVu Sans"],
+                             "axes.unicode_minus": False, "figure.dpi": 100, "savefig.dpi": 110})
+        _STYLE_DONE = True
+    return name
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight")
+    return path
+
+
+def _figure(*args, **kw):
+    setup_style()
+    return plt.subplots(*args, **kw)
+
+
+def plot_curves(history: list[dict]) -> Figure:
+    """Loss, accuracy and test ROC-AUC per epoch."""
+    ep = [h["epoch"] for h in history]
+    fig, ax = _figure(1, 3, figsize=(15, 4))
+    ax[0].plot(ep, [h["train_loss"] for h in history], "o-", label="训练")
+    ax[0].plot(ep, [h["test_loss"] for h in history], "s-", label="测试")
+    ax[0].set(title="损失曲线", xlabel="轮次 (epoch)", ylabel="BCE 损失")
+    ax[1].plot(ep, [h["train_acc"] for h in history], "o-", label="训练")
+    ax[1].plot(ep, [h["test_acc"] for h in history], "s-", label="测试")
+    ax[1].set(title="准确率曲线", xlabel="轮次 (epoch)", ylabel="准确率")
+    ax[2].plot(ep, [h["test_auc"] for h in history], "s-", color="C2")
+    ax[2].set(title="测试 ROC-AUC", xlabel="轮次 (epoch)", ylabel="ROC-AUC")
+    for a in ax[:2]:
+        a.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion(cm: np.ndarray, title: str = "混淆矩阵（测试对）") -> Figure:
+    fig, ax = _figure(figsize=(4.8, 4))
+    sns.heatmap(cm, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax,
+                xticklabels=["不同", "相同"], yticklabels=["不同", "相同"])
+    ax.set(title=title, xlabel="预测", ylabel="真实")
+    fig.tight_layout()
+    return fig
+
+
+def plot_pairs(images: np.ndarray, idx_a, idx_b, target, labels=None, scores=None,
+               n: int = 8, title: str = "样本对") -> Figure:
+    """A grid of n pairs (a above b) with their truth, digit labels and model score if given."""
+    n = min(n, len(idx_a))
+    fig, ax = _figure(2, n, figsize=(1.6 * n, 3.9))
+    ax = np.atleast_2d(ax).reshape(2, n)
+    for j in range(n):
+        for row, idx in enumerate((idx_a, idx_b)):
+            ax[row, j].imshow(np.asarray(images[int(idx[j])]).squeeze(), cmap="gray_r")
+            ax[row, j].set_xticks([]), ax[row, j].set_yticks([])
+            ax[row, j].grid(False)
+        text = "相同" if float(target[j]) > 0.5 else "不同"
+        if labels is not None:
+            text += f"\n{int(labels[int(idx_a[j])])} vs {int(labels[int(idx_b[j])])}"
+        if scores is not None:
+            text += f"\np={float(scores[j]):.3f}"
+        ax[0, j].set_title(text, fontsize=9)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_class_distribution(train_labels, test_labels) -> Figure:
+    fig, ax = _figure(figsize=(8, 3.5))
+    digits = np.arange(10)
+    tr = np.bincount(np.asarray(train_labels), minlength=10)
+    te = np.bincount(np.asarray(test_labels), minlength=10)
+    ax.bar(digits - 0.2, tr, width=0.4, label=f"训练子集 ({tr.sum()})")
+    ax.bar(digits + 0.2, te, width=0.4, label=f"测试子集 ({te.sum()})")
+    ax.set(title="固定子集的类别分布", xlabel="数字", ylabel="图片数", xticks=digits)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_pair_balance(balances: dict[str, dict]) -> Figure:
+    """Same / different counts for each named set of pairs."""
+    fig, ax = _figure(figsize=(6, 3.5))
+    names = list(balances)
+    x = np.arange(len(names))
+    ax.bar(x - 0.2, [balances[k]["same"] for k in names], width=0.4, label="相同")
+    ax.bar(x + 0.2, [balances[k]["different"] for k in names], width=0.4, label="不同")
+    ax.set(title="配对的同类 / 异类平衡", ylabel="对数", xticks=x, xticklabels=names)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_roc_pr(c: dict) -> Figure:
+    fig, ax = _figure(1, 2, figsize=(11, 4.5))
+    ax[0].plot(c["fpr"], c["tpr"], label=f"AUC = {c['auc']:.4f}")
+    ax[0].plot([0, 1], [0, 1], "--", color="grey")
+    ax[0].set(title="ROC 曲线", xlabel="假阳性率", ylabel="真阳性率")
+    ax[1].plot(c["recall"], c["precision"], label=f"AP = {c['ap']:.4f}")
+    ax[1].set(title="精确率-召回率曲线", xlabel="召回率", ylabel="精确率")
+    for a in ax:
+        a.legend(loc="lower right" if a is ax[0] else "lower left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_threshold(c: dict) -> Figure:
+    fig, ax = _figure(figsize=(6.5, 4))
+    ax.plot(c["thresholds"], c["threshold_acc"])
+    ax.axvline(c["best_threshold"], ls="--", color="C3",
+               label=f"最佳阈值 {c['best_threshold']:.3f}（准确率 {c['best_threshold_acc']:.4f}）")
+    ax.axvline(0.5, ls=":", color="grey", label="默认阈值 0.5")
+    ax.set(title="准确率与判定阈值", xlabel="阈值（相同的概率）", ylabel="准确率",
+           ylim=(max(0.5, float(np.min(c["threshold_acc"]))), 1.0))
+    ax.legend(loc="lower center")
+    fig.tight_layout()
+    return fig
+
+
+def plot_score_hist(c: dict) -> Figure:
+    fig, ax = _figure(figsize=(6.5, 4))
+    bins = np.linspace(0, 1, 41)
+    ax.hist(c["prob"][c["target"] == 1], bins=bins, alpha=0.6, label="相同数字对")
+    ax.hist(c["prob"][c["target"] == 0], bins=bins, alpha=0.6, label="不同数字对")
+    ax.set(title="模型得分分布", xlabel="预测为相同的概率", ylabel="对数（对数刻度）", yscale="log")
+    ax.legend()
+    fig.tight_layout()
+    return fig

