@@ -40,6 +40,8 @@ class Config:
     train_pairs: int = 12000          # fresh balanced pairs per epoch
     test_pairs: int = 4000            # balanced test pairs, drawn once and saved
     data_root: str = ""               # "" -> $MNIST_PAIRS_DATA or <project>/data
+    val_images: int = 0               # >0: hold out this many training images and evaluate on pairs
+                                      # among them instead of the test pairs (for choosing settings)
     # --- optimisation (seed §4)
     epochs: int = 25
     batch_size: int = 256
@@ -60,7 +62,8 @@ class Config:
     device: str = "auto"              # "auto" picks CUDA when present
     amp: bool = True                  # autocast (+ GradScaler for float16) on CUDA
     amp_dtype: str = "float16"        # "float16" as the seed, or "bfloat16"
-    amp_cpu: bool = False             # autocast on CPU too: measured slower on this AVX2 CPU
+    amp_cpu: bool = True              # bfloat16 autocast on CPUs with native bf16 (AVX512-BF16/AMX):
+                                      # 1.9x faster here, same accuracy (README, 性能); ignored elsewhere
     channels_last: bool = True        # faster convolutions with oneDNN / cuDNN
     compile: bool = False             # torch.compile the model (seed: off by default)
     num_threads: int = 0              # torch intra-op threads; 0 -> all cores
@@ -94,6 +97,8 @@ class Config:
              f"need 0 < aug_scale_min <= aug_scale_max, got {self.aug_scale_min}, {self.aug_scale_max}"),
             (0 <= self.aug_blur_prob <= 1, f"aug_blur_prob must be in [0, 1], got {self.aug_blur_prob}"),
             (self.aug_blur_sigma_max >= 0.1, f"aug_blur_sigma_max must be >= 0.1, got {self.aug_blur_sigma_max}"),
+            (0 <= self.val_images <= 0.5 * 60000 * self.subset_fraction,
+             f"val_images must be in [0, half the training subset], got {self.val_images}"),
             (self.num_threads >= 0, f"num_threads must be >= 0, got {self.num_threads}"),
             ("/" not in self.run_name and self.run_name not in (".", ".."),
              f"run_name must be a plain folder name, got {self.run_name!r}"),

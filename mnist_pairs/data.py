@@ -205,7 +205,7 @@ def _generator(*key: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-_SUBSET_KEY, _TEST_PAIRS_KEY, _TRAIN_PAIRS_KEY, _AUG_KEY = 1, 2, 3, 4
+_SUBSET_KEY, _TEST_PAIRS_KEY, _TRAIN_PAIRS_KEY, _AUG_KEY, _VAL_KEY = 1, 2, 3, 4, 5
 
 
 def _draw_subset(n_train: int, n_test: int, fraction: float, seed: int) -> dict[str, np.ndarray]:

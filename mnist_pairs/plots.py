@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
+import matplotlib.pyplot as plt  # noqa: F401  (loads Jupyter's inline backend, which shows Figures)
 import numpy as np
 import seaborn as sns
 from matplotlib import font_manager
@@ -45,9 +45,12 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     return path
 
 
-def _figure(*args, **kw):
+def _figure(nrows: int = 1, ncols: int = 1, figsize=None):
+    # A bare Figure, not a pyplot one: nothing global to leak or close, and Jupyter shows it
+    # exactly once when a cell returns it.
     setup_style()
-    return plt.subplots(*args, **kw)
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols)
 
 
 def plot_curves(history: list[dict]) -> Figure:

@@ -58,11 +58,19 @@ def setup_backend(cfg: Config, device: torch.device) -> None:
 
 def autocast_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
     """The autocast dtype, or None when autocast is off (CPU unless amp_cpu)."""
-    if not cfg.amp or (device.type == "cpu" and not cfg.amp_cpu):
+    if not cfg.amp or (device.type == "cpu" and not (cfg.amp_cpu and cpu_has_native_bf16())):
         return None
     if device.type == "cpu":
         return torch.bfloat16  # CPU autocast has no float16 fast path
     return getattr(torch, cfg.amp_dtype)
+
+
+def cpu_has_native_bf16() -> bool:
+    """oneDNN runs bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slower."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
@@ -76,17 +84,33 @@ def _memory_format(cfg: Config):
 # --------------------------------------------------------------------------- data on device
 
 class PairData:
-    """The fixed subset on the training device, with the saved test pairs."""
+    """The fixed subset on the training device, with the pairs that evaluation scores.
+
+    By default evaluation uses the saved test pairs, as the seed does. With
+    `cfg.val_images > 0`, that many training images (chosen by the seed) are held out and
+    evaluation uses pairs drawn among them instead: a validation set for choosing settings
+    without looking at the test pairs.
+    """
 
     def __init__(self, cfg: Config, device: torch.device):
         subset = D.load_subset(cfg.subset_fraction, cfg.seed, cfg.data_root or None)
         self.subset = subset
-        self.train_images = subset.train_images.to(device)          # (6000,1,28,28) in [0,1]
-        self.train_labels = subset.train_labels                      # CPU: pairs are drawn there
+        train_x, train_y = subset.train_images, subset.train_labels
+        if cfg.val_images:
+            perm = torch.randperm(len(train_y), generator=D._generator(cfg.seed, D._VAL_KEY))
+            held, keep = perm[: cfg.val_images].sort().values, perm[cfg.val_images:].sort().values
+            self.eval_images_raw, self.eval_labels = train_x[held], train_y[held]
+            train_x, train_y = train_x[keep], train_y[keep]
+            self.test_a, self.test_b, self.test_y = D.sample_pairs(
+                self.eval_labels, cfg.test_pairs, D._generator(cfg.seed, D._VAL_KEY, 1))
+        else:
+            self.eval_images_raw, self.eval_labels = subset.test_images, subset.test_labels
+            self.test_a, self.test_b, self.test_y = D.test_pairs(
+                subset.test_labels, cfg.test_pairs, cfg.seed, cfg.data_root or None, cfg.subset_fraction)
+        self.train_images = train_x.to(device)                       # (N,1,28,28) in [0,1]
+        self.train_labels = train_y                                  # CPU: pairs are drawn there
         fmt = _memory_format(cfg)
-        self.test_images = D.normalize(subset.test_images).to(device).contiguous(memory_format=fmt)
-        self.test_a, self.test_b, self.test_y = D.test_pairs(
-            subset.test_labels, cfg.test_pairs, cfg.seed, cfg.data_root or None, cfg.subset_fraction)
+        self.test_images = D.normalize(self.eval_images_raw).to(device).contiguous(memory_format=fmt)
 
 
 # --------------------------------------------------------------------------- one epoch
@@ -322,11 +346,8 @@ def write_run_figures(run_dir: Path, data: PairData, device, dtype, cfg: Config)
     _, logits = evaluate(best, data, cfg, device, dtype)
     figs = {"curves": plots.plot_curves(read_history(run_dir)),
             "confusion_matrix": plots.plot_confusion(confusion(logits, data.test_y)),
-            "sample_pairs": plots.plot_pairs(data.subset.test_images.numpy(), data.test_a, data.test_b,
-                                             data.test_y, data.subset.test_labels, torch.sigmoid(logits),
+            "sample_pairs": plots.plot_pairs(data.eval_images_raw.numpy(), data.test_a, data.test_b,
+                                             data.test_y, data.eval_labels, torch.sigmoid(logits),
                                              n=10, title="测试样本对（标签与最佳模型得分）")}
-    import matplotlib.pyplot as plt
-
     for name, fig in figs.items():
         plots.save_figure(fig, run_dir / "figures" / f"{name}.png")
-        plt.close(fig)
