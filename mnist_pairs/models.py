@@ -81,6 +81,22 @@ def count_parameters(model: nn.Module) -> int:
 
 
 @torch.no_grad()
+def embed_images(model: SiameseCompareNet, images: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+    """(N,1,28,28) normalised images -> (N,128) embeddings, model in eval mode."""
+    return torch.cat([model.embed(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+@torch.no_grad()
+def one_vs_many(model: SiameseCompareNet, query_emb: torch.Tensor, gallery_emb: torch.Tensor) -> torch.Tensor:
+    """Logits (Q,G) of each query against every gallery image, from cached embeddings:
+    only the small head runs per pair, the encoder ran once per image."""
+    q, g = len(query_emb), len(gallery_emb)
+    ea = query_emb[:, None, :].expand(q, g, -1).reshape(q * g, -1)
+    eb = gallery_emb[None, :, :].expand(q, g, -1).reshape(q * g, -1)
+    return model.compare_embeddings(ea, eb).reshape(q, g)
+
+
+@torch.no_grad()
 def score_pairs(model: nn.Module, images: torch.Tensor, idx_a: torch.Tensor, idx_b: torch.Tensor,
                 batch_size: int = 2048) -> torch.Tensor:
     """Logits for pairs (idx_a[i], idx_b[i]) of `images` (N,1,28,28), model in eval mode.
@@ -90,7 +106,7 @@ def score_pairs(model: nn.Module, images: torch.Tensor, idx_a: torch.Tensor, idx
     """
     idx_a, idx_b = idx_a.to(images.device), idx_b.to(images.device)
     if hasattr(model, "embed"):
-        emb = torch.cat([model.embed(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+        emb = embed_images(model, images, batch_size)
         return torch.cat([model.compare_embeddings(emb[idx_a[i:i + batch_size]], emb[idx_b[i:i + batch_size]])
                           for i in range(0, len(idx_a), batch_size)])
     return torch.cat([model(images[idx_a[i:i + batch_size]], images[idx_b[i:i + batch_size]])

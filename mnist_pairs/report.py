@@ -61,7 +61,7 @@ def epoch_table(history: list[dict]) -> str:
              f"{h['test_acc']:.4f}", f"{h['test_auc']:.4f}", f"{h['lr']:.1e}", f"{h['seconds']:.1f}"]
             for h in history]
     return _table(["Epoch", "Train Loss", "Train Acc", "Test Loss", "Test Acc", "Test ROC-AUC", "学习率", "秒"],
-                  rows, " ---: |" * 8)
+                  rows, "|".join([" ---: "] * 8))
 
 
 def layer_table(model_name: str) -> tuple[str, int]:
@@ -71,7 +71,7 @@ def layer_table(model_name: str) -> tuple[str, int]:
     for name, mod in model.named_modules():
         if len(list(mod.children())) == 0:
             def hook(m, inp, out, name=name):
-                rows.append([f"`{name}`", m.__class__.__name__, "×".join(map(str, tuple(out.shape))),
+                rows.append([f"`{name}`", m.__class__.__name__, "×".join(map(str, tuple(out.shape)[1:])),
                              f"{sum(p.numel() for p in m.parameters()):,}"])
             hooks.append(mod.register_forward_hook(hook))
     with torch.no_grad():
@@ -127,7 +127,7 @@ def write_report(runs: dict[str, str | Path], out: str | Path, figures: str | Pa
     w("## 2. 数据集构成\n")
     w(f"- **原始数据**：MNIST 官方训练集 {n_train_all:,} 张，测试集 {n_test_all:,} 张，四个 IDX 文件均通过公布的 md5 校验：\n")
     w(md5_table + "\n")
-    w(f"- **子集选取**：由种子 {cfg.seed} 一次性抽取训练集与测试集各 {_pct(cfg.subset_fraction)}"
+    w(f"- **子集选取**：由种子 {cfg.seed} 一次性抽取训练集与测试集各 {cfg.subset_fraction:.0%}"
       f"（训练 {len(subset.train_labels):,} 张、测试 {len(subset.test_labels):,} 张），索引缓存于 `data/subsets/` 并带校验和；"
       f"训练索引 sha256 `{subset.index_sha256['train'][:16]}…`，测试索引 sha256 `{subset.index_sha256['test'][:16]}…`。")
     counts = torch.bincount(subset.train_labels, minlength=10).tolist()
@@ -137,7 +137,7 @@ def write_report(runs: dict[str, str | Path], out: str | Path, figures: str | Pa
 
     w("## 3. 网络架构\n")
     w("SiameseCompareNet：共享卷积编码器分别提取两张图片的特征，拼接 |a−b| 与 a⊙b 后送入判别器，"
-      "因此交换两个输入得到相同输出。下表由模型实际前向计算得到（编码器一行对应两张图片的批次）：\n")
+      "因此交换两个输入得到相同输出。下表由模型实际前向计算得到（编码器对两张图片各算一次，形状按单个样本）：\n")
     w(layers + "\n")
     w(f"- 总参数量：**{n_params:,}**（原实验 {SEED['parameters']:,}）。左右拼接基线 ConcatCNN：{concat_params:,} 个参数。\n")
 
@@ -169,7 +169,7 @@ def write_report(runs: dict[str, str | Path], out: str | Path, figures: str | Pa
         ["③", "固定 10% 索引缓存、同/异类平衡配对",
          f"子集与测试对由种子决定并校验（测试对 同类 {bal['same']} / 异类 {bal['different']}）；多种子方差未测量",
          "结果稳定性显著提升"],
-        ["④", "进度条、历史记录、曲线与混淆矩阵", f"history.json 共 {len(S['history'])} 轮，图表 {len(FIGURES)} 幅", "可视化、可追溯"],
+        ["④", "进度条、历史记录、曲线与混淆矩阵", f"history.json 共 {len(S['history'])} 轮，图表 {sum((fig_dir(S) / f'{n}.png').is_file() for n, _ in FIGURES)} 幅", "可视化、可追溯"],
         ["⑤", "性能优化",
          (f"本机每轮 {perf['project_s_per_epoch']:.1f} 秒，为种子式数据管线的 {perf['speedup']:.2f} 倍"
           if perf else f"本机每轮 {S['wall'] / len(S['history']):.1f} 秒；与种子式管线的对比未测量"), "利用率提升"],

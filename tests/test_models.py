@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from mnist_pairs.models import ConcatCNN, SiameseCompareNet, build_model, count_parameters, score_pairs
+from mnist_pairs.models import (ConcatCNN, SiameseCompareNet, build_model, count_parameters, embed_images,
+                                 one_vs_many, score_pairs)
 
 
 def test_siamese_has_the_seeds_parameter_count():
@@ -37,3 +38,14 @@ def test_score_pairs_with_cached_embeddings_matches_forward():
     with torch.no_grad():
         direct = m(images[ia], images[ib])
     torch.testing.assert_close(score_pairs(m, images, ia, ib, batch_size=64), direct, atol=1e-5, rtol=1e-5)
+
+
+def test_one_vs_many_matches_forward_on_each_pair():
+    torch.manual_seed(0)
+    m = SiameseCompareNet().eval()
+    query, gallery = torch.randn(3, 1, 28, 28), torch.randn(20, 1, 28, 28)
+    scores = one_vs_many(m, embed_images(m, query), embed_images(m, gallery))
+    assert scores.shape == (3, 20)
+    with torch.no_grad():
+        direct = m(query.repeat_interleave(20, 0), gallery.repeat(3, 1, 1, 1)).reshape(3, 20)
+    torch.testing.assert_close(scores, direct, atol=1e-5, rtol=1e-5)
