@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 
 from . import data as D
 from . import plots
@@ -20,6 +21,19 @@ from .config import Config, ConfigError, load_config
 from .paths import REPORTS_DIR, atomic_write_text, resolve
 from .train import fit, latest_run, read_history
 
+def _show_figures_inline() -> None:
+    """Let a cell that returns a matplotlib Figure display it as a PNG. The plots are bare
+    Figures (no pyplot state), which IPython does not render until told how."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    ip = get_ipython()
+    if ip is not None:
+        ip.display_formatter.formatters["image/png"].for_type(Figure, plots.figure_png)
+
+
+_show_figures_inline()
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 _LITERALS = (str, int, float, bool, type(None))
 LATEST_POINTER = "latest_run.txt"  # written under cfg.out_dir by 02, read by 03

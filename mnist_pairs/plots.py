@@ -6,6 +6,7 @@ in `setup_style`, after seaborn's `set_theme` (which would reset it otherwise).
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib.pyplot as plt  # noqa: F401  (loads Jupyter's inline backend, which shows Figures)
@@ -45,6 +46,12 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     return path
 
 
+def figure_png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return buf.getvalue()
+
+
 def _figure(nrows: int = 1, ncols: int = 1, figsize=None):
     # A bare Figure, not a pyplot one: nothing global to leak or close, and Jupyter shows it
     # exactly once when a cell returns it.
@@ -81,22 +88,26 @@ def plot_confusion(cm: np.ndarray, title: str = "混淆矩阵（测试对）") -
 
 
 def plot_pairs(images: np.ndarray, idx_a, idx_b, target, labels=None, scores=None,
-               n: int = 8, title: str = "样本对") -> Figure:
-    """A grid of n pairs (a above b) with their truth, digit labels and model score if given."""
+               n: int = 8, title: str = "样本对", per_row: int = 8) -> Figure:
+    """A grid of n pairs (a above b, per_row pairs a block) with truth, digits and score if given."""
     n = min(n, len(idx_a))
-    fig, ax = _figure(2, n, figsize=(1.6 * n, 3.9))
-    ax = np.atleast_2d(ax).reshape(2, n)
+    cols, blocks = min(n, per_row), -(-n // per_row)
+    fig, ax = _figure(2 * blocks, cols, figsize=(1.6 * cols, 4.3 * blocks))
+    ax = np.asarray(ax).reshape(2 * blocks, cols)
+    for a in ax.flat:
+        a.set_axis_off()
     for j in range(n):
+        block, col = divmod(j, per_row)
         for row, idx in enumerate((idx_a, idx_b)):
-            ax[row, j].imshow(np.asarray(images[int(idx[j])]).squeeze(), cmap="gray_r")
-            ax[row, j].set_xticks([]), ax[row, j].set_yticks([])
-            ax[row, j].grid(False)
+            cell = ax[2 * block + row, col]
+            cell.imshow(np.asarray(images[int(idx[j])]).squeeze(), cmap="gray_r", vmin=0, vmax=1)
+            cell.set_axis_on(), cell.set_xticks([]), cell.set_yticks([]), cell.grid(False)
         text = "相同" if float(target[j]) > 0.5 else "不同"
         if labels is not None:
             text += f"\n{int(labels[int(idx_a[j])])} vs {int(labels[int(idx_b[j])])}"
         if scores is not None:
             text += f"\np={float(scores[j]):.3f}"
-        ax[0, j].set_title(text, fontsize=9)
+        ax[2 * block, col].set_title(text, fontsize=9)
     fig.suptitle(title)
     fig.tight_layout()
     return fig

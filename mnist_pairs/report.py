@@ -157,6 +157,15 @@ def write_report(runs: dict[str, str | Path], out: str | Path, figures: str | Pa
                    f"scikit-learn {env['scikit_learn']}"],
             ["训练总时长", f"{S['wall']:.0f} 秒（{S['wall'] / len(S['history']):.1f} 秒/轮，含每轮测试评估）"]]
     w(_table(["项目", "设置"], rows) + "\n")
+    sel = resolve("reports/aug_selection.json")
+    if sel.is_file():
+        chosen = json.loads(sel.read_text())
+        w("种子研究只写明“随机仿射、随机模糊”而未给出强度。增强强度在**验证集**上选择（从 6,000 张训练图片中留出 1,000 张，"
+          "在它们之间配对评估；不看测试对），每个候选按种子配置训练 25 轮（`python tools/select_augmentation.py`）：\n")
+        w(_table(["候选", "旋转", "平移", "缩放", "模糊概率 / σ上限", "验证准确率（末 5 轮平均）", "训练准确率（末 5 轮平均）"],
+                 [[k, f"±{v['aug_degrees']:g}°", f"{v['aug_translate']:g}", f"{v['aug_scale_min']:g}–{v['aug_scale_max']:g}",
+                   f"{v['aug_blur_prob']:g} / {v['aug_blur_sigma_max']:g}", f"{v['val_acc_last5']:.4f}",
+                   f"{v['train_acc_last5']:.4f}"] for k, v in chosen.items()]) + "\n")
 
     w("## 5. 优化历程回顾\n")
     w("种子研究的 ①–⑥ 各步，由本项目的运行填写；无法由运行度量的一栏标为“未测量”。\n")
