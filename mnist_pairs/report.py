@@ -170,13 +170,18 @@ def write_report(runs: dict[str, str | Path], out: str | Path, figures: str | Pa
     w("## 5. 优化历程回顾\n")
     w("种子研究的 ①–⑥ 各步，由本项目的运行填写；无法由运行度量的一栏标为“未测量”。\n")
     perf = _load_benchmark(benchmark)
+    spread = _load_benchmark("reports/seed_spread.json")
     hist_rows = [
         ["①", "左右拼接 CNN", f"测试准确率 {_pct(C['best']['test_acc'])}（`{C['dir'].name}`）" if C else "未测量",
          f"≈ {_pct(SEED['concat_test_acc'])}"],
         ["②", "Siamese 对比网络、BCEWithLogits、AdamW、混合精度",
          f"测试准确率 {_pct(S['best']['test_acc'])}（`{S['dir'].name}`）", "> 97%"],
         ["③", "固定 10% 索引缓存、同/异类平衡配对",
-         f"子集与测试对由种子决定并校验（测试对 同类 {bal['same']} / 异类 {bal['different']}）；多种子方差未测量",
+         f"子集与测试对由种子决定并校验（测试对 同类 {bal['same']} / 异类 {bal['different']}）；同一种子重跑结果逐位相同；"
+         + (f"换种子（{', '.join(spread['runs'])}）重抽全部随机性后最佳测试准确率 "
+            f"{', '.join(_pct(r['best_test_acc']) for r in spread['runs'].values())}，"
+            f"均值 {_pct(spread['best_test_acc_mean'])} ± {100 * spread['best_test_acc_std']:.2f}"
+            if spread else "多种子方差未测量"),
          "结果稳定性显著提升"],
         ["④", "进度条、历史记录、曲线与混淆矩阵", f"history.json 共 {len(S['history'])} 轮，图表 {sum((fig_dir(S) / f'{n}.png').is_file() for n, _ in FIGURES)} 幅", "可视化、可追溯"],
         ["⑤", "性能优化",
@@ -235,7 +240,11 @@ def write_report(runs: dict[str, str | Path], out: str | Path, figures: str | Pa
     verdict = ("达到或超过原实验" if gap >= 0 else
                f"低于原实验 {abs(gap) * 100:.2f} 个百分点" + ("（在 0.3 个百分点的可接受范围内）" if gap >= -0.003 else "（超出 0.3 个百分点）"))
     w(f"- 结论：最佳测试准确率{verdict}。种子研究 §6 表中第 24 轮的测试准确率为 0.9880、损失 0.0326，"
-      "与其 §7 所报的最佳检查点（0.9895 / 0.0292）并不一致；本表按 §7 的数字对比。\n")
+      "与其 §7 所报的最佳检查点（0.9895 / 0.0292）并不一致；本表按 §7 的数字对比。")
+    if spread:
+        w(f"- 随机性的影响：以种子 {', '.join(spread['runs'])} 重复完整实验（`{spread['command']}`），最佳测试准确率均值 "
+          f"{_pct(spread['best_test_acc_mean'])}，标准差 {100 * spread['best_test_acc_std']:.2f} 个百分点。")
+    w("")
 
     if perf:
         w("## 10. 性能\n")

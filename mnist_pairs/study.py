@@ -7,6 +7,7 @@ reports/notebooks/ and the last 03 rewrites reports/report_zh.md from all publis
 """
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +27,9 @@ def _execute(name: str, out: Path, parameters: dict) -> None:
 
 
 def run_study(params_files: list[str], report_only: bool = False) -> Path:
+    # papermill's log_output goes through the "papermill" logger: show the notebooks' own
+    # output (one line per epoch) on the terminal while they run.
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     t0 = time.perf_counter()
     out = REPORTS_DIR / "notebooks"
     out.mkdir(parents=True, exist_ok=True)
