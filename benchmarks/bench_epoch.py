@@ -187,7 +187,8 @@ def run(quick: bool, rounds: int, device_name: str = "cpu") -> dict:
 
     step_s, step_flops = compute_floor(cfg, dtype, reps=10 if quick else 30, device=device)
     steps = -(-cfg.train_pairs // cfg.batch_size)
-    rss = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024          # this process (project pipeline)
+    rss_workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # largest DataLoader worker
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"seed_style_s_per_epoch": round(med["seed"], 3), "project_s_per_epoch": round(med["project"], 3),
             "project_fp32_s_per_epoch": round(med["project_fp32"], 3),
@@ -195,7 +196,7 @@ def run(quick: bool, rounds: int, device_name: str = "cpu") -> dict:
             "compute_only_s_per_epoch": round(step_s * steps, 3),
             "gflops_achieved": round(step_flops / step_s / 1e9, 1),
             "flop_per_epoch_T": round(step_flops * steps / 1e12, 3),
-            "peak_rss_mb": round(rss, 1), "quick": quick, "rounds": rounds,
+            "peak_rss_mb": round(rss, 1), "peak_rss_worker_mb": round(rss_workers, 1), "quick": quick, "rounds": rounds,
             "autocast": str(dtype).replace("torch.", "") if dtype else "off",
             "cpu": T.environment(device)["cpu"], "device": str(device),
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -215,7 +216,7 @@ def table_zh(r: dict) -> str:
         f"| 本项目，默认（另加 {r['autocast']} autocast） | {r['project_s_per_epoch']:.2f} | {r['speedup']:.2f}× |",
         f"| 纯计算下限（固定批次前向+反向+更新 × 每轮步数） | {r['compute_only_s_per_epoch']:.2f} | — |",
         "",
-        f"纯计算达到 {r['gflops_achieved']} GFLOP/s（每轮约 {r['flop_per_epoch_T']} TFLOP）；峰值常驻内存 {r['peak_rss_mb']:.0f} MB。",
+        f"纯计算达到 {r['gflops_achieved']} GFLOP/s（每轮约 {r['flop_per_epoch_T']} TFLOP）；主进程峰值常驻内存 {r['peak_rss_mb']:.0f} MB（种子式 DataLoader 单个 worker 峰值 {r['peak_rss_worker_mb']:.0f} MB）。",
         "命令：`python benchmarks/bench_epoch.py --out reports/benchmarks/bench_epoch.json`",
     ])
 

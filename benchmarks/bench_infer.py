@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -24,16 +22,7 @@ from mnist_pairs import train as T
 from mnist_pairs.config import Config
 from mnist_pairs.models import build_model, embed_images, one_vs_many
 from mnist_pairs.paths import resolve
-
-
-def _median_time(fn, reps: int) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from timing import median_time
 
 
 def main(argv=None) -> int:
@@ -74,9 +63,9 @@ def main(argv=None) -> int:
         with torch.no_grad(), T._autocast(device, dtype):
             embed_images(model, gallery)
 
-    t_direct = _median_time(pairs_direct, args.reps)
-    t_cached = _median_time(one_vs_gallery, args.reps)
-    t_embed = _median_time(embed_gallery, args.reps)
+    t_direct = median_time(pairs_direct, args.reps)
+    t_cached = median_time(one_vs_gallery, args.reps)
+    t_embed = median_time(embed_gallery, args.reps)
     r = {"direct_pairs_per_s": round(len(a) / t_direct), "cached_pairs_per_s": round(len(queries) * n / t_cached),
          "embed_images_per_s": round(n / t_embed), "gallery": n, "queries": len(queries),
          "autocast": str(dtype).replace("torch.", "") if dtype else "off", "threads": torch.get_num_threads()}

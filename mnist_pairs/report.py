@@ -143,6 +143,7 @@ def write_report(runs: dict[str, str | Path], out: str | Path, figures: str | Pa
 
     w("## 4. 训练配置与环境\n")
     amp = env.get("autocast", "off")
+    study = _load_benchmark("reports/study.json")
     rows = [["批大小", cfg.batch_size], ["训练轮数", cfg.epochs],
             ["优化器", f"AdamW（学习率 {cfg.lr:g}，权重衰减 {cfg.weight_decay:g}）"],
             ["损失函数", "BCEWithLogitsLoss"],
@@ -155,7 +156,8 @@ def write_report(runs: dict[str, str | Path], out: str | Path, figures: str | Pa
             ["设备", f"{env['device']}（{env.get('gpu') or env['cpu']}，{env['cpu_count']} 核，torch 线程 {env['torch_threads']}）"],
             ["软件", f"Python {env['python']}，torch {env['torch']}，torchvision {env['torchvision']}，numpy {env['numpy']}，"
                    f"scikit-learn {env['scikit_learn']}"],
-            ["训练总时长", f"{S['wall']:.0f} 秒（{S['wall'] / len(S['history']):.1f} 秒/轮，含每轮测试评估）"]]
+            ["训练总时长", f"{S['wall']:.0f} 秒（{S['wall'] / len(S['history']):.1f} 秒/轮，含每轮测试评估）"
+                      + (f"；`make study`（两个配置各 25 轮、三个笔记本、报告）共 {study['wall_s']:.0f} 秒" if study else "")]]
     w(_table(["项目", "设置"], rows) + "\n")
     sel = resolve("reports/aug_selection.json")
     if sel.is_file():
@@ -249,6 +251,24 @@ def write_report(runs: dict[str, str | Path], out: str | Path, figures: str | Pa
     if perf:
         w("## 10. 性能\n")
         w(perf["table_zh"] + "\n")
+        folder = resolve(benchmark).parent
+        levers = _load_benchmark(folder / "bench_levers.json")
+        if levers:
+            w("逐项措施（固定批次的一步训练，折算为每轮 47 步；`python benchmarks/bench_levers.py --compile`）：\n")
+            w(_table(["措施", "毫秒/步", "秒/轮"], [[k, f"{v['step_ms']:.1f}", f"{v['s_per_epoch']:.2f}"
+                                               + (f"（编译 {v['compile_s']} 秒）" if "compile_s" in v else "")]
+                                              for k, v in levers["rows"].items()]) + "\n")
+        fp32 = resolve("reports/runs/siamese_fp32_cpu")
+        if (fp32 / "history.json").is_file():
+            F32 = _load(fp32)
+            w(f"bf16 autocast 不降低准确率：同一配置关闭 CPU autocast（fp32，`--set amp_cpu=false`）的 25 轮运行最佳测试准确率 "
+              f"{_pct(F32['best']['test_acc'])}（第 {F32['best']['epoch']} 轮），训练 {F32['wall']:.0f} 秒；默认（bf16）运行 "
+              f"{_pct(S['best']['test_acc'])}（第 {S['best']['epoch']} 轮），{S['wall']:.0f} 秒。\n")
+        infer = _load_benchmark(folder / "bench_infer.json")
+        if infer:
+            w(f"推理（`python benchmarks/bench_infer.py`）：直接对图像对调用模型 {infer['direct_pairs_per_s']:,} 对/秒；"
+              f"先对 {infer['gallery']:,} 张图库图片各编码一次、再只运行判别头做一对多比较 {infer['cached_pairs_per_s']:,} 对/秒"
+              f"（{infer['cached_speedup']} 倍），编码 {infer['embed_images_per_s']:,} 张/秒。\n")
     w("## 11. 复现方法\n")
     w("```bash\n" + "\n".join((commands or _default_commands()).values()) + "\n```\n")
     if C:

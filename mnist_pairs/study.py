@@ -7,13 +7,14 @@ reports/notebooks/ and the last 03 rewrites reports/report_zh.md from all publis
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import datetime
 from pathlib import Path
 
 from .config import load_config
-from .paths import PROJECT_ROOT, REPORTS_DIR, resolve
+from .paths import PROJECT_ROOT, REPORTS_DIR, atomic_write_text, resolve
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 
@@ -34,13 +35,7 @@ def run_study(params_files: list[str], report_only: bool = False) -> Path:
     out = REPORTS_DIR / "notebooks"
     out.mkdir(parents=True, exist_ok=True)
     if report_only:
-        from .report import write_report
-
-        runs = {"siamese": REPORTS_DIR / "runs" / "seed_siamese", "concat": REPORTS_DIR / "runs" / "seed_concat"}
-        report = write_report(runs, REPORTS_DIR / "report_zh.md", REPORTS_DIR / "figures",
-                              benchmark=REPORTS_DIR / "benchmarks" / "bench_epoch.json")
-        print(report)
-        return report
+        return _write_report()
     for pf in params_files:
         load_config(pf)  # a bad params file fails here, before an hour of work
     _execute("01_data", out / "01_data.ipynb", {"params_file": params_files[0]})
@@ -53,5 +48,17 @@ def run_study(params_files: list[str], report_only: bool = False) -> Path:
         cfg = load_config(pf)
         _execute("03_analysis", out / f"03_analysis_{name}.ipynb",
                  {"run_dir": str(resolve(cfg.out_dir) / run_name), "publish_as": name})
-    print(f"\nstudy done in {time.perf_counter() - t0:.0f} s; report: {REPORTS_DIR / 'report_zh.md'}")
-    return REPORTS_DIR / "report_zh.md"
+    wall = time.perf_counter() - t0
+    atomic_write_text(REPORTS_DIR / "study.json", json.dumps(
+        {"command": "make study", "params": params_files, "wall_s": round(wall, 1)}, indent=1))
+    report = _write_report()  # again, now with the study's wall time
+    print(f"\nstudy done in {wall:.0f} s; report: {report}")
+    return report
+
+
+def _write_report() -> Path:
+    from .report import write_report
+
+    runs = {"siamese": REPORTS_DIR / "runs" / "seed_siamese", "concat": REPORTS_DIR / "runs" / "seed_concat"}
+    return write_report(runs, REPORTS_DIR / "report_zh.md", REPORTS_DIR / "figures",
+                        benchmark=REPORTS_DIR / "benchmarks" / "bench_epoch.json")

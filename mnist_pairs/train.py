@@ -256,6 +256,9 @@ def fit(cfg: Config | None = None, resume: str | os.PathLike | None = None, log=
         if cfg is not None and cfg.replace(epochs=saved.epochs) != saved:
             raise ConfigError(f"resume: the config differs from {run_dir / 'config.yaml'} (only epochs may change)")
         cfg = cfg or saved
+        if not (run_dir / "last.pt").is_file():
+            raise FileNotFoundError(f"{run_dir} has no last.pt (it died before its first epoch ended): "
+                                    "start a new run instead")
         state = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=True)
         if cfg.epochs != saved.epochs:
             atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())

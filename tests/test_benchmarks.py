@@ -1,0 +1,27 @@
+"""The benchmark scripts run and print the fields the README and the report read (not timed)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from mnist_pairs.paths import PROJECT_ROOT
+
+
+def _last_json(*args: str) -> dict:
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_bench_epoch_quick_reports_every_field():
+    r = _last_json("benchmarks/bench_epoch.py", "--quick", "--rounds", "1")
+    for key in ("seed_style_s_per_epoch", "project_s_per_epoch", "speedup", "compute_only_s_per_epoch",
+                "gflops_achieved", "peak_rss_mb"):
+        assert r[key] > 0, key
+    assert abs(r["speedup"] - r["seed_style_s_per_epoch"] / r["project_s_per_epoch"]) < 0.01
+
+
+def test_bench_infer_reports_both_modes(tmp_path):
+    r = _last_json("benchmarks/bench_infer.py", "--reps", "1", "--run", str(tmp_path / "none"))
+    assert r["direct_pairs_per_s"] > 0 and r["cached_pairs_per_s"] > r["direct_pairs_per_s"]
