@@ -19,6 +19,7 @@ from . import plots
 from .config import Config
 from .metrics import confusion, curves, hardest_errors, pair_metrics
 from .paths import REPORTS_DIR, atomic_write_text, resolve
+from .seed_reference import SEED_HISTORY
 from .train import PairData, autocast_dtype, evaluate, load_run, read_history
 
 RUN_FILES = ("config.yaml", "history.json", "env.json", "best.pt")
@@ -66,6 +67,7 @@ class Analysis:
                                                self.data.test_y[hard], self.data.eval_labels, prob[hard],
                                                n=len(hard), title="最难的误判样本对（真实标签、数字与得分）"),
             "curves": plots.plot_curves(self.history),
+            "curves_vs_seed": plots.plot_curves_vs_seed(self.history, SEED_HISTORY),
             "sample_pairs": plots.plot_pairs(images, self.data.test_a, self.data.test_b, self.data.test_y,
                                              self.data.eval_labels, prob, n=10,
                                              title="测试样本对（标签与最佳模型得分）"),

@@ -78,6 +78,23 @@ def plot_curves(history: list[dict]) -> Figure:
     return fig
 
 
+def plot_curves_vs_seed(history: list[dict], seed_history: list[dict]) -> Figure:
+    """Our per-epoch train loss / test accuracy beside the seed's published ones."""
+    fig, ax = _figure(1, 2, figsize=(12, 4))
+    for hist, name, style in ((history, "本复现", "-"), (seed_history, "原实验", "--")):
+        ep = [h["epoch"] for h in hist]
+        ax[0].plot(ep, [h["train_loss"] for h in hist], style, marker="o", ms=3, label=f"{name} 训练")
+        ax[0].plot(ep, [h["test_loss"] for h in hist], style, marker="s", ms=3, label=f"{name} 测试")
+        ax[1].plot(ep, [h["train_acc"] for h in hist], style, marker="o", ms=3, label=f"{name} 训练")
+        ax[1].plot(ep, [h["test_acc"] for h in hist], style, marker="s", ms=3, label=f"{name} 测试")
+    ax[0].set(title="损失：本复现与原实验", xlabel="轮次 (epoch)", ylabel="BCE 损失")
+    ax[1].set(title="准确率：本复现与原实验", xlabel="轮次 (epoch)", ylabel="准确率", ylim=(0.6, 1.0))
+    for a in ax:
+        a.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def plot_confusion(cm: np.ndarray, title: str = "混淆矩阵（测试对）") -> Figure:
     fig, ax = _figure(figsize=(4.8, 4))
     sns.heatmap(cm, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax,

@@ -5,6 +5,7 @@ import numpy as np
 import torch
 
 from mnist_pairs import plots
+from mnist_pairs.seed_reference import SEED_HISTORY, train_curve_gap
 from mnist_pairs.metrics import confusion, curves, hardest_errors, pair_metrics
 
 
@@ -18,7 +19,7 @@ def test_every_figure_renders_chinese_without_missing_glyphs(tmp_path, subset, n
     hist = [{"epoch": e, "train_loss": 1 / e, "test_loss": 1.1 / e, "train_acc": 1 - 0.1 / e,
              "test_acc": 1 - 0.12 / e, "test_auc": 1 - 0.01 / e} for e in range(1, 6)]
     idx = torch.arange(10)
-    figs = [plots.plot_curves(hist), plots.plot_confusion(confusion(logits, y)),
+    figs = [plots.plot_curves(hist), plots.plot_curves_vs_seed(hist, SEED_HISTORY), plots.plot_confusion(confusion(logits, y)),
             plots.plot_pairs(subset.test_images.numpy(), idx, idx.flip(0), y[:10], subset.test_labels,
                              torch.sigmoid(logits[:10])),
             plots.plot_class_distribution(subset.train_labels, subset.test_labels),
@@ -40,3 +41,8 @@ def test_metrics_against_hand_computed_values():
     assert m["auc"] == 0.75  # positives (2, -1) vs negatives (0.5, -3): 3 of 4 orderings right
     assert confusion(logits, y).tolist() == [[1, 1], [1, 1]]
     assert hardest_errors(logits, y).tolist() == [1, 2]  # sigmoid(-1)=.27 is further from .5 than sigmoid(.5)=.62
+
+
+def test_seed_reference_table_is_the_published_one():
+    assert len(SEED_HISTORY) == 25 and SEED_HISTORY[23]["test_acc"] == 0.9880 and SEED_HISTORY[0]["train_loss"] == 0.6064
+    assert train_curve_gap(SEED_HISTORY) == 0.0
