@@ -21,6 +21,7 @@ from .config import Config, ConfigError, load_config
 from .paths import REPORTS_DIR, atomic_write_text, resolve
 from .train import fit, latest_run, read_history
 
+
 def _show_figures_inline() -> None:
     """Let a cell that returns a matplotlib Figure display it as a PNG. The plots are bare
     Figures (no pyplot state), which IPython does not render until told how."""
