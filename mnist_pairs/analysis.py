@@ -2,7 +2,7 @@
 
     a = analyze("experiments/siamese_20261127_101500")
     a.figures()                    # {name: Figure}: confusion, ROC/PR, threshold, scores, errors
-    a.save(folder)                 # analysis.json + figures/*.png
+    a.save(folder, figures_root)   # folder/analysis.json + figures_root/<folder name>/*.png
     publish(a, "seed_siamese")     # reports/runs/seed_siamese/ (+ reports/figures/seed_siamese/)
 """
 from __future__ import annotations
