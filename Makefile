@@ -34,6 +34,7 @@ notebooks: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_epoch.py --out reports/benchmarks/bench_epoch.json
 	$(BIN)/python benchmarks/bench_infer.py --out reports/benchmarks/bench_infer.json
+	$(BIN)/python benchmarks/bench_levers.py --compile --out reports/benchmarks/bench_levers.json
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)

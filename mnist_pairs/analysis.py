@@ -36,6 +36,7 @@ class Analysis:
     curves: dict = field(init=False)
     cm: np.ndarray = field(init=False)
     metrics: dict = field(init=False)
+    _figures: dict | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.curves = curves(self.logits, self.data.test_y)
@@ -55,6 +56,12 @@ class Analysis:
                 "hardest_errors": self.hardest().tolist()}
 
     def figures(self) -> dict:
+        """Drawn once; the notebook shows them and save/publish write the same objects."""
+        if self._figures is None:
+            self._figures = self._draw()
+        return self._figures
+
+    def _draw(self) -> dict:
         images = self.data.eval_images_raw.numpy()
         hard = self.hardest()
         prob = torch.sigmoid(self.logits)
