@@ -17,6 +17,7 @@ The last line printed is one JSON object; `--out FILE` also writes it (and a Chi
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -106,12 +107,9 @@ def project_epoch(model, opt, scaler, cfg, data: T.PairData, epoch, dtype, max_p
     T.train_one_epoch(model, opt, scaler, data, c, epoch, device, dtype)
     if max_pairs:  # evaluate a third as many test pairs, in proportion to a full epoch
         keep = max_pairs // 3
-        data.test_a, data.test_b, data.test_y, full = data.test_a[:keep], data.test_b[:keep], data.test_y[:keep], \
-            (data.test_a, data.test_b, data.test_y)
-        T.evaluate(model, data, c, device, dtype)
-        data.test_a, data.test_b, data.test_y = full
-    else:
-        T.evaluate(model, data, c, device, dtype)
+        data = copy.copy(data)
+        data.test_a, data.test_b, data.test_y = data.test_a[:keep], data.test_b[:keep], data.test_y[:keep]
+    T.evaluate(model, data, c, device, dtype)
     _sync(device)
     return time.perf_counter() - t0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import os
 import typing
 from dataclasses import dataclass, fields
@@ -124,6 +125,7 @@ class Config:
         return from_dict({**self.to_dict(), **overrides})
 
 
+@functools.cache
 def _field_types() -> dict[str, type]:
     return typing.get_type_hints(Config)
 
@@ -131,9 +133,11 @@ def _field_types() -> dict[str, type]:
 def _check_type(name: str, value: Any, expected: type) -> None:
     # YAML and papermill give ints where floats are meant (lr: 1 ...): accept int for float,
     # but never bool for a number, nor a number for a bool or a string.
-    ok = isinstance(value, expected) and not (expected in (int, float) and isinstance(value, bool))
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        ok = True
+    if expected in (int, float):
+        numbers = (int, float) if expected is float else (int,)
+        ok = isinstance(value, numbers) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, expected)
     if not ok:
         raise ConfigError(f"{name} must be {expected.__name__}, got {type(value).__name__} {value!r}")
 

@@ -182,12 +182,14 @@ def ensure_mnist(root=None, *, sources=SOURCES, log=print) -> Path:
     raise MNISTUnavailable("could not obtain verified MNIST. Tried:\n  - " + "\n  - ".join(failures))
 
 
-def load_mnist(root=None, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images uint8 (N,28,28), labels int64 (N,)) read by torchvision from verified files."""
+def load_mnist(root=None, train: bool = True, verify: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images uint8 (N,28,28), labels int64 (N,)) read by torchvision from verified files
+    (verify=False: the caller has just run ensure_mnist)."""
     from torchvision.datasets import MNIST
 
     root = data_root(root)
-    ensure_mnist(root)
+    if verify:
+        ensure_mnist(root)
     ds = MNIST(str(root), train=train, download=False)
     return ds.data, ds.targets
 
@@ -246,27 +248,26 @@ class Subset:
     test_labels: torch.Tensor
     train_index: np.ndarray
     test_index: np.ndarray
+    n_train_source: int  # size of the MNIST split the subset was drawn from
+    n_test_source: int
 
     @property
     def index_sha256(self) -> dict[str, str]:
         return {"train": _digest_array(self.train_index), "test": _digest_array(self.test_index)}
 
-    def to(self, device) -> "Subset":
-        return Subset(self.train_images.to(device), self.train_labels.to(device),
-                      self.test_images.to(device), self.test_labels.to(device),
-                      self.train_index, self.test_index)
-
 
 def load_subset(fraction: float = 0.1, seed: int = 42, root=None) -> Subset:
-    tr_x, tr_y = load_mnist(root, train=True)
-    te_x, te_y = load_mnist(root, train=False)
+    ensure_mnist(root)  # once for both splits
+    tr_x, tr_y = load_mnist(root, train=True, verify=False)
+    te_x, te_y = load_mnist(root, train=False, verify=False)
     idx = subset_indices(len(tr_y), len(te_y), fraction, seed, root)
 
     def as_float(x: torch.Tensor) -> torch.Tensor:
         return (x.float() / 255.0).unsqueeze(1).contiguous()
 
     return Subset(as_float(tr_x[idx["train"]]), tr_y[idx["train"]].clone(),
-                  as_float(te_x[idx["test"]]), te_y[idx["test"]].clone(), idx["train"], idx["test"])
+                  as_float(te_x[idx["test"]]), te_y[idx["test"]].clone(), idx["train"], idx["test"],
+                  len(tr_y), len(te_y))
 
 
 # --------------------------------------------------------------------------- pairs
@@ -312,6 +313,18 @@ def sample_pairs(labels: torch.Tensor, n_pairs: int, generator: torch.Generator)
 def train_pairs(labels: torch.Tensor, n_pairs: int, seed: int, epoch: int):
     """The training pairs of one epoch: a pure function of (labels, n_pairs, seed, epoch)."""
     return sample_pairs(labels, n_pairs, _generator(seed, _TRAIN_PAIRS_KEY, epoch))
+
+
+def holdout(labels: torch.Tensor, n_held: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(kept indices, held-out indices): a validation set carved from the training images."""
+    perm = torch.randperm(len(labels), generator=_generator(seed, _VAL_KEY))
+    held, keep = perm[:n_held].sort().values, perm[n_held:].sort().values
+    return keep, held
+
+
+def validation_pairs(labels: torch.Tensor, n_pairs: int, seed: int):
+    """Balanced pairs among held-out images, drawn from the seed (cheap: never cached)."""
+    return sample_pairs(labels, n_pairs, _generator(seed, _VAL_KEY, 1))
 
 
 def test_pairs(labels: torch.Tensor, n_pairs: int, seed: int, root=None, fraction: float = 0.1):

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .config import load_config
-from .data import MNIST_FILES, load_mnist, load_subset, pair_balance, test_pairs, verify_mnist
+from .data import MNIST_FILES, load_subset, pair_balance, test_pairs, verify_mnist
 from .models import build_model, count_parameters
 from .paths import atomic_write_text, resolve
 from .seed_reference import SEED, SEED_HISTORY, train_curve_gap
@@ -79,24 +79,23 @@ def layer_table(model_name: str) -> tuple[str, int]:
     return _table(["层", "类型", "输出形状（每个样本）", "参数量"], rows + [["**合计**", "", "", f"**{total:,}**"]]), total
 
 
-def _data_section(cfg) -> str:
-    tr_x, tr_y = load_mnist(cfg.data_root or None, train=True)
-    te_x, te_y = load_mnist(cfg.data_root or None, train=False)
+def _md5_table(cfg) -> str:
     status = verify_mnist(cfg.data_root or None)
-    md5 = _table(["文件", "字节", "md5（已校验）", "状态"],
-                 [[f"`{k}`", f"{v[1]:,}", f"`{v[0]}`", status[k]] for k, v in MNIST_FILES.items()])
-    return md5, len(tr_y), len(te_y)
+    return _table(["文件", "字节", "md5（已校验）", "状态"],
+                  [[f"`{k}`", f"{v[1]:,}", f"`{v[0]}`", status[k]] for k, v in MNIST_FILES.items()])
 
 
 def write_report(runs: dict[str, str | Path], out: str | Path, figures: str | Path,
-                 benchmark: str | Path | None = None, commands: dict[str, str] | None = None) -> Path:
-    """Write the report for runs {"siamese": dir, "concat": dir (optional)} to `out`."""
+                 benchmark: str | Path | None = None, commands: dict[str, str] | None = None,
+                 study_wall_s: float | None = None) -> Path:
+    """Write the report for runs {"siamese": dir, "concat": dir (optional)} to `out`;
+    `study_wall_s`: the wall time of the `make study` that produced those runs, if known."""
     out, figures = resolve(out), resolve(figures)
     S = _load(runs["siamese"])
     C = _load(runs["concat"]) if runs.get("concat") and (resolve(runs["concat"]) / "history.json").is_file() else None
     cfg, env, a = S["cfg"], S["env"], S["analysis"]
-    md5_table, n_train_all, n_test_all = _data_section(cfg)
     subset = load_subset(cfg.subset_fraction, cfg.seed, cfg.data_root or None)
+    md5_table = _md5_table(cfg)
     _, _, ty = test_pairs(subset.test_labels, cfg.test_pairs, cfg.seed, cfg.data_root or None, cfg.subset_fraction)
     bal = pair_balance(ty)
     layers, n_params = layer_table("siamese")
@@ -122,7 +121,7 @@ def write_report(runs: dict[str, str | Path], out: str | Path, figures: str | Pa
     w("")
 
     w("## 2. 数据集构成\n")
-    w(f"- **原始数据**：MNIST 官方训练集 {n_train_all:,} 张，测试集 {n_test_all:,} 张，四个 IDX 文件均通过公布的 md5 校验：\n")
+    w(f"- **原始数据**：MNIST 官方训练集 {subset.n_train_source:,} 张，测试集 {subset.n_test_source:,} 张，四个 IDX 文件均通过公布的 md5 校验：\n")
     w(md5_table + "\n")
     w(f"- **子集选取**：由种子 {cfg.seed} 一次性抽取训练集与测试集各 {cfg.subset_fraction:.0%}"
       f"（训练 {len(subset.train_labels):,} 张、测试 {len(subset.test_labels):,} 张），索引缓存于 `data/subsets/` 并带校验和；"
@@ -140,7 +139,6 @@ def write_report(runs: dict[str, str | Path], out: str | Path, figures: str | Pa
 
     w("## 4. 训练配置与环境\n")
     amp = env.get("autocast", "off")
-    study = _load_benchmark("reports/study.json")
     rows = [["批大小", cfg.batch_size], ["训练轮数", cfg.epochs],
             ["优化器", f"AdamW（学习率 {cfg.lr:g}，权重衰减 {cfg.weight_decay:g}）"],
             ["损失函数", "BCEWithLogitsLoss"],
@@ -154,7 +152,7 @@ def write_report(runs: dict[str, str | Path], out: str | Path, figures: str | Pa
             ["软件", f"Python {env['python']}，torch {env['torch']}，torchvision {env['torchvision']}，numpy {env['numpy']}，"
                    f"scikit-learn {env['scikit_learn']}"],
             ["训练总时长", f"{S['wall']:.0f} 秒（{S['wall'] / len(S['history']):.1f} 秒/轮，含每轮测试评估）"
-                      + (f"；`make study`（两个配置各 25 轮、三个笔记本、报告）共 {study['wall_s']:.0f} 秒" if study else "")]]
+                      + (f"；`make study`（两个配置各 25 轮、三个笔记本、报告）共 {study_wall_s:.0f} 秒" if study_wall_s else "")]]
     w(_table(["项目", "设置"], rows) + "\n")
     sel = resolve("reports/aug_selection.json")
     if sel.is_file():
@@ -173,8 +171,8 @@ def write_report(runs: dict[str, str | Path], out: str | Path, figures: str | Pa
 
     w("## 5. 优化历程回顾\n")
     w("种子研究的 ①–⑥ 各步，由本项目的运行填写；无法由运行度量的一栏标为“未测量”。\n")
-    perf = _load_benchmark(benchmark)
-    spread = _load_benchmark("reports/seed_spread.json")
+    perf = _load_json(benchmark)
+    spread = _load_json("reports/seed_spread.json")
     hist_rows = [
         ["①", "左右拼接 CNN", f"测试准确率 {_pct(C['best']['test_acc'])}（`{C['dir'].name}`）" if C else "未测量",
          f"≈ {_pct(SEED['concat_test_acc'])}"],
@@ -263,7 +261,7 @@ def write_report(runs: dict[str, str | Path], out: str | Path, figures: str | Pa
         w("## 10. 性能\n")
         w(perf["table_zh"] + "\n")
         folder = resolve(benchmark).parent
-        levers = _load_benchmark(folder / "bench_levers.json")
+        levers = _load_json(folder / "bench_levers.json")
         if levers:
             w("逐项措施（固定批次的一步训练，折算为每轮 47 步；`python benchmarks/bench_levers.py --compile`）：\n")
             w(_table(["措施", "毫秒/步", "秒/轮"], [[k, f"{v['step_ms']:.1f}", f"{v['s_per_epoch']:.2f}"
@@ -275,7 +273,7 @@ def write_report(runs: dict[str, str | Path], out: str | Path, figures: str | Pa
             w(f"bf16 autocast 不降低准确率：同一配置关闭 CPU autocast（fp32，`--set amp_cpu=false`）的 25 轮运行最佳测试准确率 "
               f"{_pct(F32['best']['test_acc'])}（第 {F32['best']['epoch']} 轮），训练 {F32['wall']:.0f} 秒；默认（bf16）运行 "
               f"{_pct(S['best']['test_acc'])}（第 {S['best']['epoch']} 轮），{S['wall']:.0f} 秒。\n")
-        infer = _load_benchmark(folder / "bench_infer.json")
+        infer = _load_json(folder / "bench_infer.json")
         if infer:
             w(f"推理（`python benchmarks/bench_infer.py`）：直接对图像对调用模型 {infer['direct_pairs_per_s']:,} 对/秒；"
               f"先对 {infer['gallery']:,} 张图库图片各编码一次、再只运行判别头做一对多比较 {infer['cached_pairs_per_s']:,} 对/秒"
@@ -296,7 +294,8 @@ def _default_commands() -> dict[str, str]:
             "test": "make test          # 单元测试 + pytest --nbval"}
 
 
-def _load_benchmark(path) -> dict | None:
+def _load_json(path) -> dict | None:
+    """A JSON file written by a benchmark or tool (relative to the project root), or None."""
     if not path:
         return None
     p = resolve(path)

@@ -97,12 +97,10 @@ class PairData:
         self.subset = subset
         train_x, train_y = subset.train_images, subset.train_labels
         if cfg.val_images:
-            perm = torch.randperm(len(train_y), generator=D._generator(cfg.seed, D._VAL_KEY))
-            held, keep = perm[: cfg.val_images].sort().values, perm[cfg.val_images:].sort().values
+            keep, held = D.holdout(train_y, cfg.val_images, cfg.seed)
             self.eval_images_raw, self.eval_labels = train_x[held], train_y[held]
             train_x, train_y = train_x[keep], train_y[keep]
-            self.test_a, self.test_b, self.test_y = D.sample_pairs(
-                self.eval_labels, cfg.test_pairs, D._generator(cfg.seed, D._VAL_KEY, 1))
+            self.test_a, self.test_b, self.test_y = D.validation_pairs(self.eval_labels, cfg.test_pairs, cfg.seed)
         else:
             self.eval_images_raw, self.eval_labels = subset.test_images, subset.test_labels
             self.test_a, self.test_b, self.test_y = D.test_pairs(
