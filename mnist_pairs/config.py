@@ -1,17 +1,20 @@
 """The one configuration object of a run.
 
-`Config` is a frozen dataclass whose defaults are the seed study's settings (seed §4).
-It is built from a `params/*.yaml` file plus overrides, validated before any work starts
-(unknown key, wrong type, impossible value -> `ConfigError`), and written into every run
-folder as `config.yaml`.
+`Config` is a frozen dataclass whose defaults are the seed study's settings (seed §4). It is
+built from a `params/*.yaml` file plus overrides and validated before any work starts:
+a YAML error, duplicate key, unknown key, wrong type, non-finite number or impossible value
+raises `ConfigError` naming the file and line or the key. The run folder's `config.yaml`
+records the device and precision the run actually used.
 
     cfg = load_config("params/seed_siamese.yaml", epochs=3)
+    cfg.data_path                    # where MNIST and the cached subsets live
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import functools
+import math
 import os
 import typing
 from dataclasses import dataclass, fields
@@ -20,53 +23,58 @@ from typing import Any, Mapping
 
 import yaml
 
-from .paths import resolve
+from .errors import ConfigError
+from .paths import data_root, resolve
 
 MODELS = ("siamese", "concat")
-AMP_DTYPES = ("float16", "bfloat16")
+PROTOCOLS = ("test", "validation")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
-
-
-class ConfigError(ValueError):
-    """A parameter file or override that cannot describe a run."""
+INTERPOLATIONS = ("bilinear", "nearest")
+SEED_LIMIT = 2 ** 32  # numpy and torch generators take seeds in [0, 2**32)
 
 
 @dataclass(frozen=True)
 class Config:
-    # --- what is trained
+    # --- what is trained, and how it is selected
     model: str = "siamese"            # "siamese" (SiameseCompareNet) or "concat" (ConcatCNN baseline)
-    seed: int = 42                    # keys the subset, the test pairs, every epoch's pairs and the init
+    protocol: str = "validation"      # "validation": LR schedule, best epoch and threshold chosen on
+                                      # pairs among 1,000 held-out training images; "test": chosen on
+                                      # the 4,000 test pairs, as the seed did (test-selected)
+    seed: int = 42                    # training seed: init, each epoch's pairs, augmentation, dropout
+    data_seed: int = 42               # data seed: the subset, test, validation and held-out pairs
     # --- data (seed §2)
     subset_fraction: float = 0.1      # share of MNIST train and test drawn once: 6,000 / 1,000 images
     train_pairs: int = 12000          # fresh balanced pairs per epoch
     test_pairs: int = 4000            # balanced test pairs, drawn once and saved
+    val_images: int = 1000            # validation protocol: training images held out, stratified by digit
+    val_pairs: int = 4000             # validation protocol: balanced pairs among them, drawn once
+    heldout_pairs: int = 40000        # pairs among the MNIST test images outside the subset, scored
+                                      # once at the end of a run (0: skip)
     data_root: str = ""               # "" -> $MNIST_PAIRS_DATA or <project>/data
-    val_images: int = 0               # >0: hold out this many training images and evaluate on pairs
-                                      # among them instead of the test pairs (for choosing settings)
     # --- optimisation (seed §4)
     epochs: int = 25
     batch_size: int = 256
     eval_batch_size: int = 2048       # evaluation has no backward pass: larger batches are cheaper
     lr: float = 8e-4                  # AdamW learning rate
     weight_decay: float = 1e-4
-    lr_factor: float = 0.5            # ReduceLROnPlateau on the test loss
+    lr_factor: float = 0.5            # ReduceLROnPlateau on the selection loss
     lr_patience: int = 2
     lr_min: float = 1e-5
     # --- augmentation (seed §4: random affine + random blur), applied to whole batches.
-    # The seed gives no strengths; these tie the best on a validation split and follow the
-    # seed's published training curve most closely (tools/select_augmentation.py).
+    # The seed gives no strengths; tools/select_augmentation.py chose these on validation.
     aug_degrees: float = 15.0         # rotation in [-d, d] degrees
     aug_translate: float = 0.15       # shift up to this fraction of the image side
     aug_scale_min: float = 0.85
     aug_scale_max: float = 1.15
     aug_blur_prob: float = 0.5        # share of images blurred with a 3x3 Gaussian
     aug_blur_sigma_max: float = 1.5   # blur sigma drawn uniformly in [0.1, this]
+    aug_interpolation: str = "bilinear"  # "nearest": whole pixels, like torchvision's RandomAffine
     # --- hardware
     device: str = "auto"              # "auto" picks CUDA when present
-    amp: bool = True                  # autocast (+ GradScaler for float16) on CUDA
-    amp_dtype: str = "float16"        # "float16" as the seed, or "bfloat16"
-    amp_cpu: bool = True              # bfloat16 autocast on CPUs with native bf16 (AVX512-BF16/AMX):
-                                      # 1.9x faster here, same accuracy (README, 性能); ignored elsewhere
+    precision: str = "auto"           # "auto": fp16 autocast + GradScaler on CUDA, bf16 autocast on CPUs
+                                      # with native bf16 (AVX512-BF16/AMX), else fp32. A run's
+                                      # config.yaml records what was used.
     channels_last: bool = True        # faster convolutions with oneDNN / cuDNN
     compile: bool = False             # torch.compile the model (seed: off by default)
     num_threads: int = 0              # torch intra-op threads; 0 -> all cores
@@ -77,11 +85,20 @@ class Config:
     def __post_init__(self) -> None:
         for f in fields(self):
             _check_type(f.name, getattr(self, f.name), _field_types()[f.name])
+        n_train = round(60000 * self.subset_fraction)
         checks = [
             (self.model in MODELS, f"model must be one of {MODELS}, got {self.model!r}"),
-            (self.amp_dtype in AMP_DTYPES, f"amp_dtype must be one of {AMP_DTYPES}, got {self.amp_dtype!r}"),
+            (self.protocol in PROTOCOLS, f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
             (self.device in DEVICES, f"device must be one of {DEVICES}, got {self.device!r}"),
-            (0 < self.subset_fraction <= 1, f"subset_fraction must be in (0, 1], got {self.subset_fraction}"),
+            (self.aug_interpolation in INTERPOLATIONS,
+             f"aug_interpolation must be one of {INTERPOLATIONS}, got {self.aug_interpolation!r}"),
+            (0 <= self.seed < SEED_LIMIT, f"seed must be in [0, 2**32), got {self.seed}"),
+            (0 <= self.data_seed < SEED_LIMIT, f"data_seed must be in [0, 2**32), got {self.data_seed}"),
+            # 2 images of each of the 10 digits in the 1,000-image test split at the very least;
+            # the exact per-digit check runs on the drawn subset, before it is cached
+            (10000 * self.subset_fraction >= 20 and self.subset_fraction <= 1,
+             f"subset_fraction must be in [0.002, 1] (at least 2 test images per digit), got {self.subset_fraction}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 2, f"batch_size must be >= 2 (BatchNorm), got {self.batch_size}"),
             (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
@@ -89,6 +106,11 @@ class Config:
              f"train_pairs must be even and >= 2 (half same, half different), got {self.train_pairs}"),
             (self.test_pairs >= 2 and self.test_pairs % 2 == 0,
              f"test_pairs must be even and >= 2, got {self.test_pairs}"),
+            (self.val_pairs >= 2 and self.val_pairs % 2 == 0, f"val_pairs must be even and >= 2, got {self.val_pairs}"),
+            (self.heldout_pairs >= 0 and self.heldout_pairs % 2 == 0,
+             f"heldout_pairs must be even and >= 0, got {self.heldout_pairs}"),
+            (20 <= self.val_images <= n_train // 2,
+             f"val_images must be in [20, half the training subset = {n_train // 2}], got {self.val_images}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
             (0 < self.lr_factor < 1, f"lr_factor must be in (0, 1), got {self.lr_factor}"),
@@ -100,8 +122,6 @@ class Config:
              f"need 0 < aug_scale_min <= aug_scale_max, got {self.aug_scale_min}, {self.aug_scale_max}"),
             (0 <= self.aug_blur_prob <= 1, f"aug_blur_prob must be in [0, 1], got {self.aug_blur_prob}"),
             (self.aug_blur_sigma_max >= 0.1, f"aug_blur_sigma_max must be >= 0.1, got {self.aug_blur_sigma_max}"),
-            (0 <= self.val_images <= 0.5 * 60000 * self.subset_fraction,
-             f"val_images must be in [0, half the training subset], got {self.val_images}"),
             (self.num_threads >= 0, f"num_threads must be >= 0, got {self.num_threads}"),
             ("/" not in self.run_name and self.run_name not in (".", ".."),
              f"run_name must be a plain folder name, got {self.run_name!r}"),
@@ -114,6 +134,11 @@ class Config:
     @property
     def out_path(self) -> Path:
         return resolve(self.out_dir)
+
+    @property
+    def data_path(self) -> Path:
+        """The data root: data_root, else $MNIST_PAIRS_DATA, else <project>/data."""
+        return data_root(self.data_root or None)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -132,10 +157,12 @@ def _field_types() -> dict[str, type]:
 
 def _check_type(name: str, value: Any, expected: type) -> None:
     # YAML and papermill give ints where floats are meant (lr: 1 ...): accept int for float,
-    # but never bool for a number, nor a number for a bool or a string.
+    # but never bool for a number, nor a number for a bool or a string; floats must be finite.
     if expected in (int, float):
         numbers = (int, float) if expected is float else (int,)
         ok = isinstance(value, numbers) and not isinstance(value, bool)
+        if ok and expected is float and not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
     else:
         ok = isinstance(value, expected)
     if not ok:
@@ -169,19 +196,58 @@ def _coerce_float(v: Any) -> Any:
     return v
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """A YAML mapping from a params file; any problem is a ConfigError naming file and line."""
+    p = resolve(path)
+    if not p.is_file():
+        raise ConfigError(f"params file not found: {p}")
+    raw = p.read_bytes()
+    if b"\x00" in raw:
+        line = raw[: raw.index(b"\x00")].count(b"\n") + 1
+        raise ConfigError(f"{p}, line {line}: NUL byte in a params file (is it a binary file?)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{p}, line {line}: not UTF-8 text ({e.reason})") from None
+    try:
+        loaded = yaml.load(text, Loader=_StrictLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        hint = " (YAML indents with spaces, never tabs)" if "\t" in text and "\\t" in repr(e.problem) else ""
+        raise ConfigError(f"{p}{where}: {e.problem or e}{hint}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: {e}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{p} must hold a mapping of key: value, got {type(loaded).__name__}")
+    return loaded
+
+
 def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Config:
     """Config from a YAML params file (relative to the project root) plus overrides."""
-    values: dict[str, Any] = {}
-    if path:
-        p = resolve(path)
-        if not p.is_file():
-            raise ConfigError(f"params file not found: {p}")
-        loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{p} must hold a mapping of key: value, got {type(loaded).__name__}")
-        values.update(loaded)
+    values: dict[str, Any] = read_yaml(path) if path else {}
     values.update(overrides)
-    return from_dict(values)
+    try:
+        return from_dict(values)
+    except ConfigError as e:
+        raise ConfigError(f"{resolve(path)}: {e}" if path else str(e)) from None
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -189,4 +255,28 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"--set expects key=value, got {text!r}")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({e})") from None
+    return key.strip(), value
+
+
+def papermill_parameters(namespace: Mapping[str, Any], declared: set[str]) -> dict[str, Any]:
+    """The config overrides papermill injected into a notebook, by name.
+
+    papermill only warns about a parameter the notebook does not declare and injects it all
+    the same, in a cell headed `# Parameters`. This reads the names that cell assigned (from
+    IPython's input history) and returns their values, minus the notebook's own `declared`
+    parameters: only parameter names are looked at, never other globals. Outside papermill
+    (JupyterLab, nbval) there is no such cell and nothing is returned.
+    """
+    import ast
+
+    names: list[str] = []
+    for source in namespace.get("In", []) or []:
+        if source.lstrip().startswith("# Parameters"):
+            for node in ast.parse(source).body:
+                if isinstance(node, ast.Assign):
+                    names += [t.id for t in node.targets if isinstance(t, ast.Name)]
+    return {n: namespace[n] for n in dict.fromkeys(names) if n not in declared and n in namespace}

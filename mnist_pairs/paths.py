@@ -1,8 +1,12 @@
-"""Every path the project uses, from one place.
+"""Every path the project uses, from one place, and atomic writes.
 
 Notebooks run with their own folder as the working directory (nbval) or the caller's
 (papermill); neither may change what a path means, so everything is anchored at the
 project root found from this file, never at the current directory.
+
+Every file the project writes goes through `atomic_write_bytes`: a temporary file beside
+the target, fsync, rename. A reader never sees half a file, and a failed write (disk full,
+interrupted) removes its temporary file and leaves the old file as it was.
 """
 from __future__ import annotations
 
@@ -29,16 +33,22 @@ def resolve(path: str | os.PathLike) -> Path:
     return p if p.is_absolute() else PROJECT_ROOT / p
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: a reader never sees half a file."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write to a temporary file beside `path`, then rename; on failure remove the temporary."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))

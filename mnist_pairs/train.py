@@ -1,354 +1,258 @@
 """The training loop: one AMP code path for CPU and GPU, runs as folders, resumable.
 
-    run_dir = fit(load_config("params/seed_siamese.yaml"))
-    run_dir = fit(resume=run_dir)          # continue a killed run from last.pt
+    run = fit(load_config("params/seed_siamese.yaml"))     # -> Run (runs.py)
+    run = fit(resume="experiments/siamese_20261127_101500")   # continue a killed run
 
-A run folder `experiments/<model>_<YYYYmmdd_HHMMSS>/` holds config.yaml, history.json,
-best.pt (best test accuracy, as the seed selects), last.pt (everything needed to resume),
-env.json and figures/. Every file is written atomically.
+Each epoch draws fresh pairs, augments whole batches on the device, trains, and scores the
+fixed evaluation pairs: the selection pairs ("val" under the validation protocol, "test"
+under the seed's) drive the LR schedule and best.pt. At the end the selected and the final
+model are scored once on every pair set; scores.npz and results.json hold the outcome.
+`fit` trains and writes the run; it draws no figures.
 """
 from __future__ import annotations
 
-import io
 import json
 import math
-import os
-import platform
-import subprocess
 import sys
 import time
-from contextlib import nullcontext
 from datetime import datetime
-from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import data as D
-from .config import Config, ConfigError, load_config
-from .metrics import confusion, pair_metrics
+from . import augment as A
+from . import hardware as H
+from .config import Config
+from .data import PairSet, RunData, load_data, train_pairs
+from .errors import ConfigError, RunNotFound, TrainingDiverged
+from .metrics import accuracy_at, choose_threshold, image_bootstrap_ci, pair_metrics
 from .models import build_model, count_parameters, score_pairs
-from .paths import PROJECT_ROOT, atomic_write_bytes, atomic_write_text, resolve
+from .paths import atomic_write_bytes, atomic_write_text, resolve
+from .runs import LATEST_POINTER, Run, load_checkpoint, new_run_dir, save_checkpoint, write_json
+
+RESUME_MAY_CHANGE = ("epochs", "device", "precision", "num_threads", "eval_batch_size")
+EPOCH_SETS = ("val", "test")  # scored every epoch; "heldout" only once, at the end
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; last.pt still holds the last good epoch."""
+def pair_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The training objective (BCE on logits); evaluation computes its loss in metrics.py."""
+    return F.binary_cross_entropy_with_logits(logits, target)
 
 
-# --------------------------------------------------------------------------- device & AMP
+class DeviceData:
+    """A run's data on the training device: raw training images, normalised evaluation images."""
 
-def resolve_device(cfg: Config) -> torch.device:
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for but CUDA is not available here")
-    if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.device)
+    def __init__(self, data: RunData, cfg: Config, device: torch.device):
+        self.cpu = data
+        self.train_images = data.train_images.to(device)      # (N,1,28,28) in [0,1]
+        self.train_labels = data.train_labels                  # CPU: pairs are drawn there
+        fmt = H.memory_format(cfg)
+        self.eval_images = {k: A.normalize(s.images).to(device).contiguous(memory_format=fmt)
+                            for k, s in data.sets.items()}
 
-
-def setup_backend(cfg: Config, device: torch.device) -> None:
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
-        torch.set_float32_matmul_precision("medium")
-
-
-def autocast_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None when autocast is off (CPU unless amp_cpu)."""
-    if not cfg.amp or (device.type == "cpu" and not (cfg.amp_cpu and cpu_has_native_bf16())):
-        return None
-    if device.type == "cpu":
-        return torch.bfloat16  # CPU autocast has no float16 fast path
-    return getattr(torch, cfg.amp_dtype)
-
-
-def cpu_has_native_bf16() -> bool:
-    """oneDNN runs bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slower."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
-
-
-def _memory_format(cfg: Config):
-    return torch.channels_last if cfg.channels_last else torch.contiguous_format
-
-
-# --------------------------------------------------------------------------- data on device
-
-class PairData:
-    """The fixed subset on the training device, with the pairs that evaluation scores.
-
-    By default evaluation uses the saved test pairs, as the seed does. With
-    `cfg.val_images > 0`, that many training images (chosen by the seed) are held out and
-    evaluation uses pairs drawn among them instead: a validation set for choosing settings
-    without looking at the test pairs.
-    """
-
-    def __init__(self, cfg: Config, device: torch.device):
-        subset = D.load_subset(cfg.subset_fraction, cfg.seed, cfg.data_root or None)
-        self.subset = subset
-        train_x, train_y = subset.train_images, subset.train_labels
-        if cfg.val_images:
-            keep, held = D.holdout(train_y, cfg.val_images, cfg.seed)
-            self.eval_images_raw, self.eval_labels = train_x[held], train_y[held]
-            train_x, train_y = train_x[keep], train_y[keep]
-            self.test_a, self.test_b, self.test_y = D.validation_pairs(self.eval_labels, cfg.test_pairs, cfg.seed)
-        else:
-            self.eval_images_raw, self.eval_labels = subset.test_images, subset.test_labels
-            self.test_a, self.test_b, self.test_y = D.test_pairs(
-                subset.test_labels, cfg.test_pairs, cfg.seed, cfg.data_root or None, cfg.subset_fraction)
-        self.train_images = train_x.to(device)                       # (N,1,28,28) in [0,1]
-        self.train_labels = train_y                                  # CPU: pairs are drawn there
-        fmt = _memory_format(cfg)
-        self.test_images = D.normalize(self.eval_images_raw).to(device).contiguous(memory_format=fmt)
-
-
-# --------------------------------------------------------------------------- one epoch
 
 def _progress_is_interactive() -> bool:
     return sys.stderr.isatty() or "ipykernel" in sys.modules
 
 
-def train_one_epoch(model, opt, scaler, data: PairData, cfg: Config, epoch: int,
-                    device: torch.device, dtype, desc: str = "") -> dict[str, float]:
+def train_one_epoch(model, opt, scaler, data: DeviceData, cfg: Config, epoch: int,
+                    device: torch.device, precision: str) -> dict[str, float]:
     """One pass over the epoch's fresh pairs, augmented in whole batches on `device`."""
     model.train()
-    a, b, y = D.train_pairs(data.train_labels, cfg.train_pairs, cfg.seed, epoch)
+    a, b, y = train_pairs(data.train_labels, cfg.train_pairs, cfg.seed, epoch)
     n = len(y)
-    aug = D.draw_aug(2 * n, cfg, D.aug_generator(cfg.seed, epoch)).to(device)
+    aug = A.draw_aug(2 * n, cfg, A.aug_generator(cfg.seed, epoch)).to(device)
     a, b, y = a.to(device), b.to(device), y.to(device)
-    fmt = _memory_format(cfg)
+    fmt = H.memory_format(cfg)
     loss_sum, correct = 0.0, 0
-    starts = range(0, n, cfg.batch_size)
-    bar = tqdm(starts, desc=desc or f"epoch {epoch}", leave=False, unit="batch",
+    bar = tqdm(range(0, n, cfg.batch_size), desc=f"epoch {epoch}", leave=False, unit="batch",
                disable=not _progress_is_interactive())
     for i in bar:
         j = min(i + cfg.batch_size, n)
         # both sides of the batch augmented in one call: rows [i, j) of a, then of b
-        idx = torch.cat([a[i:j], b[i:j]])
-        p = D.AugParams(torch.cat([aug.theta[i:j], aug.theta[n + i:n + j]]),
-                        torch.cat([aug.kernel[i:j], aug.kernel[n + i:n + j]]))
-        x = D.normalize(D.augment(data.train_images[idx], p)).contiguous(memory_format=fmt)
-        xa, xb = x[: j - i], x[j - i:]
-        with _autocast(device, dtype):
-            logits = model(xa, xb)
-        loss = F.binary_cross_entropy_with_logits(logits.float(), y[i:j])
+        x = A.augment(data.train_images[torch.cat([a[i:j], b[i:j]])], aug.rows(A.pair_rows(n, i, j).to(device)))
+        x = A.normalize(x).contiguous(memory_format=fmt)
+        with H.autocast(device, precision):
+            logits = model(x[: j - i], x[j - i:])
+        loss = pair_loss(logits.float(), y[i:j])
+        value = loss.item()
+        if not math.isfinite(value):  # checked before the step: the weights stay those of last.pt's epoch
+            raise TrainingDiverged(f"training loss became {value} at epoch {epoch}, batch {i // cfg.batch_size}; "
+                                   f"last.pt keeps epoch {epoch - 1}. Try a lower lr or precision=fp32.")
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
-        value = loss.item()
-        if not math.isfinite(value):
-            raise TrainingDiverged(f"loss became {value} at epoch {epoch}, batch {i // cfg.batch_size}; "
-                                   f"last.pt keeps epoch {epoch - 1}. Try a lower lr or amp_dtype=bfloat16.")
         loss_sum += value * (j - i)
         correct += int(((logits.detach() > 0).float() == y[i:j]).sum())
         bar.set_postfix(loss=f"{value:.4f}", refresh=False)
     return {"train_loss": loss_sum / n, "train_acc": correct / n}
 
 
-def evaluate(model, data: PairData, cfg: Config, device: torch.device, dtype) -> tuple[dict, torch.Tensor]:
-    """Metrics on the saved test pairs (no augmentation), and their logits (CPU, float32)."""
+def score(model, images: torch.Tensor, pairs: PairSet, cfg: Config, device, precision: str) -> torch.Tensor:
+    """Logits (CPU, float32) of `model` in eval mode on fixed pairs; non-finite logits stop the run."""
     model.eval()
-    with torch.no_grad(), _autocast(device, dtype):
-        logits = score_pairs(model, data.test_images, data.test_a, data.test_b, cfg.eval_batch_size)
+    with torch.no_grad(), H.autocast(device, precision):
+        logits = score_pairs(model, images, pairs.a, pairs.b, cfg.eval_batch_size)
     logits = logits.float().cpu()
-    m = pair_metrics(logits, data.test_y)
-    return {"test_loss": m["loss"], "test_acc": m["acc"], "test_auc": m["auc"]}, logits
+    if not torch.isfinite(logits).all():
+        bad = int((~torch.isfinite(logits)).sum())
+        raise TrainingDiverged(f"evaluation gave {bad} non-finite logits of {len(logits)}: the model diverged; "
+                               "last.pt keeps the previous epoch. Try a lower lr or precision=fp32.")
+    return logits
 
 
-# --------------------------------------------------------------------------- run folders
-
-def new_run_dir(cfg: Config) -> Path:
-    name = cfg.run_name or f"{cfg.model}_{datetime.now():%Y%m%d_%H%M%S}"
-    run_dir = cfg.out_path / name
-    if run_dir.exists() and cfg.run_name:
-        raise FileExistsError(f"run folder {run_dir} exists: resume it or choose another run_name")
-    k = 1
-    while run_dir.exists():  # two runs started in the same second
-        run_dir, k = cfg.out_path / f"{name}_{k}", k + 1
-    run_dir.mkdir(parents=True)
-    return run_dir
-
-
-def latest_run(out_dir: str | os.PathLike = "experiments", with_best: bool = True) -> Path:
-    """The most recently modified run folder under out_dir (that has a best.pt)."""
-    runs = [p for p in resolve(out_dir).glob("*/config.yaml") if not with_best or (p.parent / "best.pt").exists()]
-    if not runs:
-        raise FileNotFoundError(f"no finished run under {resolve(out_dir)}: train one first (02_train.ipynb)")
-    return max(runs, key=lambda p: p.parent.stat().st_mtime).parent
-
-
-def save_checkpoint(obj: dict, path: Path) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def load_run(run_dir: str | os.PathLike, which: str = "best", device: str | torch.device = "cpu"):
-    """(model in eval mode with the checkpoint's weights, config, checkpoint dict)."""
-    run_dir = resolve(run_dir)
-    cfg = load_config(run_dir / "config.yaml")
-    ckpt = torch.load(run_dir / f"{which}.pt", map_location=device, weights_only=True)
-    model = build_model(cfg.model).to(device)
-    model.load_state_dict(ckpt["model"])
-    return model.eval(), cfg, ckpt
-
-
-def read_history(run_dir: str | os.PathLike) -> list[dict]:
-    return json.loads((resolve(run_dir) / "history.json").read_text())
-
-
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "-C", str(PROJECT_ROOT), "describe", "--always", "--dirty", "--abbrev=40"],
-                             capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def environment(device: torch.device, subset: D.Subset | None = None) -> dict:
-    """Facts a reader needs to trust or reproduce a run's numbers and timings."""
-    import matplotlib
-    import numpy
-    import sklearn
-    import torchvision
-
-    cpu = platform.processor()
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    env = {
-        "python": platform.python_version(), "platform": platform.platform(),
-        "torch": torch.__version__, "torchvision": torchvision.__version__, "numpy": numpy.__version__,
-        "scikit_learn": sklearn.__version__, "matplotlib": matplotlib.__version__,
-        "git_commit": _git_commit(), "device": str(device), "cpu": cpu, "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "cuda": torch.version.cuda if device.type == "cuda" else None,
-        "mnist_md5": {k: v[0] for k, v in D.MNIST_FILES.items()},  # verified by ensure_mnist before use
-    }
-    if subset is not None:
-        env["subset_index_sha256"] = subset.index_sha256
-    return env
+def evaluate(model, data: DeviceData, cfg: Config, device, precision: str, names=EPOCH_SETS) -> dict:
+    """{"<set>_loss"/"_acc"/"_auc": …} for each pair set in `names` that this run has."""
+    out = {}
+    for name in (n for n in names if n in data.cpu.sets):
+        m = pair_metrics(score(model, data.eval_images[name], data.cpu.sets[name], cfg, device, precision),
+                         data.cpu.sets[name].y)
+        out.update({f"{name}_loss": m["loss"], f"{name}_acc": m["acc"], f"{name}_auc": m["auc"]})
+    return out
 
 
 # --------------------------------------------------------------------------- fit
 
-def fit(cfg: Config | None = None, resume: str | os.PathLike | None = None, log=print) -> Path:
-    """Train as configured (or continue `resume`'s run) and return the run folder."""
-    state = None
-    if resume is not None:
-        run_dir = resolve(resume)
-        saved = load_config(run_dir / "config.yaml")
-        if cfg is not None and cfg.replace(epochs=saved.epochs) != saved:
-            raise ConfigError(f"resume: the config differs from {run_dir / 'config.yaml'} (only epochs may change)")
-        cfg = cfg or saved
-        if not (run_dir / "last.pt").is_file():
-            raise FileNotFoundError(f"{run_dir} has no last.pt (it died before its first epoch ended): "
-                                    "start a new run instead")
-        state = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=True)
-        if cfg.epochs != saved.epochs:
-            atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
-    else:
+def _prepare(cfg: Config | None, resume, overrides: dict | None):
+    """(config, run folder or None, last.pt state or None), all checked before anything is written."""
+    if resume is None:
         if cfg is None:
-            raise ValueError("fit needs a config or a run folder to resume")
-        run_dir = new_run_dir(cfg)
-        atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
+            raise ConfigError("fit needs a config or a run folder to resume")
+        return cfg, None, None
+    run_dir = resolve(resume)
+    if not (run_dir / "config.yaml").is_file():
+        raise RunNotFound(f"cannot resume {run_dir}: no such run folder (no config.yaml)")
+    saved = Run(run_dir).cfg
+    changes = dict(overrides or {})
+    if cfg is not None:
+        changes.update({k: v for k, v in cfg.to_dict().items() if v != getattr(saved, k)})
+    bad = sorted(set(changes) - set(RESUME_MAY_CHANGE))
+    if bad:
+        raise ConfigError(f"resume: {bad} differ from {run_dir / 'config.yaml'}; only {list(RESUME_MAY_CHANGE)} may change")
+    if not (run_dir / "last.pt").is_file():
+        raise RunNotFound(f"cannot resume {run_dir}: it has no last.pt (it died before its first epoch ended); "
+                          "start a new run instead")
+    return saved.replace(**changes), run_dir, load_checkpoint(run_dir / "last.pt")
 
-    device = resolve_device(cfg)
-    setup_backend(cfg, device)
-    dtype = autocast_dtype(cfg, device)
-    data = PairData(cfg, device)
+
+def fit(cfg: Config | None = None, resume=None, overrides: dict | None = None, log=print) -> Run:
+    """Train as configured (or continue `resume`'s run) and return the finished Run."""
+    cfg, run_dir, state = _prepare(cfg, resume, overrides)
+    device = H.resolve_device(cfg)
+    precision = H.resolve_precision(cfg, device)
+    cfg = cfg.replace(device=device.type, precision=precision)  # what config.yaml records
+    H.setup_backend(cfg, device)
+    data = DeviceData(load_data(cfg, log), cfg, device)
+    env = H.environment(device, precision)
+    if run_dir is None:
+        run_dir = new_run_dir(cfg)
+        env.update(model=cfg.model, subset_index_sha256=data.cpu.subset.index_sha256)
+        write_json(run_dir / "env.json", env)
+    else:
+        original = Run(run_dir).env
+        original.setdefault("resumes", []).append({"at": datetime.now().isoformat(timespec="seconds"),
+                                                   "from_epoch": state["epoch"], **env})
+        write_json(run_dir / "env.json", original)
+    atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
 
     torch.manual_seed(cfg.seed)  # model init and dropout: the only users of the global RNG
-    model = build_model(cfg.model).to(device, memory_format=_memory_format(cfg))
+    model = build_model(cfg.model).to(device, memory_format=H.memory_format(cfg))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.lr_factor,
                                                        patience=cfg.lr_patience, min_lr=cfg.lr_min)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     history: list[dict] = []
-    best_acc, start = -1.0, 1
+    best, start = -1.0, 1
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
-        history, best_acc, start = state["history"], state["best_acc"], state["epoch"] + 1
+        history, best, start = state["history"], state["best_score"], state["epoch"] + 1
         torch.set_rng_state(state["rng_cpu"])
         if device.type == "cuda" and state.get("rng_cuda") is not None:
             torch.cuda.set_rng_state(state["rng_cuda"], device)
         log(f"resuming {run_dir.name} at epoch {start}/{cfg.epochs}")
 
-    env = environment(device, data.subset)
-    env.update(model=cfg.model, parameters=count_parameters(model),
-               autocast=str(dtype).replace("torch.", "") if dtype else "off", grad_scaler=scaler.is_enabled())
-    atomic_write_text(run_dir / "env.json", json.dumps(env, indent=2, ensure_ascii=False))
-
-    step_model = model
-    if cfg.compile:
-        t0 = time.perf_counter()
-        step_model = torch.compile(model)
-        log(f"torch.compile wrapped the model ({time.perf_counter() - t0:.1f} s; compiles on first batch)")
-
+    step_model = torch.compile(model) if cfg.compile else model
+    sel = data.cpu.selection
     log(f"run {run_dir}  model={cfg.model} ({count_parameters(model):,} params)  device={device}  "
-        f"autocast={env['autocast']}  epochs {start}..{cfg.epochs}")
+        f"precision={precision}  protocol={cfg.protocol} (selects on {sel})  epochs {start}..{cfg.epochs}")
     interactive = _progress_is_interactive()
-    epochs = tqdm(range(start, cfg.epochs + 1), desc="epochs", unit="epoch", initial=start - 1,
-                  total=cfg.epochs, disable=not interactive)
-    for epoch in epochs:
+    bar = tqdm(range(start, cfg.epochs + 1), desc="epochs", unit="epoch", initial=start - 1,
+               total=cfg.epochs, disable=not interactive)
+    for epoch in bar:
         t0 = time.perf_counter()
         lr = opt.param_groups[0]["lr"]
-        tr = train_one_epoch(step_model, opt, scaler, data, cfg, epoch, device, dtype)
-        ev, _ = evaluate(model, data, cfg, device, dtype)
-        sched.step(ev["test_loss"])
+        tr = train_one_epoch(step_model, opt, scaler, data, cfg, epoch, device, precision)
+        ev = evaluate(model, data, cfg, device, precision)
+        sched.step(ev[f"{sel}_loss"])
         record = {"epoch": epoch, **tr, **ev, "lr": lr, "seconds": time.perf_counter() - t0}
         history.append(record)
-        if ev["test_acc"] > best_acc:
-            best_acc = ev["test_acc"]
-            save_checkpoint({"model": model.state_dict(), "model_name": cfg.model, "epoch": epoch,
-                             "test_acc": ev["test_acc"], "test_auc": ev["test_auc"],
-                             "test_loss": ev["test_loss"]}, run_dir / "best.pt")
+        if ev[f"{sel}_acc"] > best:
+            best = ev[f"{sel}_acc"]
+            save_checkpoint({"model": model.state_dict(), "model_name": cfg.model, "epoch": epoch, **ev},
+                            run_dir / "best.pt")
         save_checkpoint({"model": model.state_dict(), "optimizer": opt.state_dict(),
                          "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
-                         "best_acc": best_acc, "history": history, "rng_cpu": torch.get_rng_state(),
+                         "best_score": best, "history": history, "rng_cpu": torch.get_rng_state(),
                          "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
                         run_dir / "last.pt")
-        atomic_write_text(run_dir / "history.json", json.dumps(history, indent=1))
-        line = (f"epoch {epoch:3d}/{cfg.epochs}  train loss {tr['train_loss']:.4f} acc {tr['train_acc']:.4f}  "
-                f"test loss {ev['test_loss']:.4f} acc {ev['test_acc']:.4f} auc {ev['test_auc']:.4f}  "
-                f"lr {lr:.2e}  {record['seconds']:.1f}s")
+        write_json(run_dir / "history.json", history)
+        line = f"epoch {epoch:3d}/{cfg.epochs}  train loss {tr['train_loss']:.4f} acc {tr['train_acc']:.4f}  " + \
+            "  ".join(f"{k} loss {ev[k + '_loss']:.4f} acc {ev[k + '_acc']:.4f}"
+                      for k in EPOCH_SETS if k + "_acc" in ev) + f"  lr {lr:.2e}  {record['seconds']:.1f}s"
         if interactive:
-            epochs.set_postfix(test_acc=f"{ev['test_acc']:.4f}", best=f"{best_acc:.4f}")
+            bar.set_postfix({f"{sel}_acc": f"{ev[sel + '_acc']:.4f}", "best": f"{best:.4f}"})
             tqdm.write(line)
         else:
             log(line)
-    epochs.close()
-    write_run_figures(run_dir, data, device, dtype, cfg)
-    return run_dir
+    bar.close()
+    run = finish(run_dir, model, data, cfg, device, precision, history)
+    atomic_write_text(cfg.out_path / LATEST_POINTER, str(run_dir) + "\n")
+    return run
 
 
-def write_run_figures(run_dir: Path, data: PairData, device, dtype, cfg: Config) -> None:
-    """Curves from history.json, the best model's confusion matrix, and sample pairs."""
-    from . import plots
+def finish(run_dir, final_model, data: DeviceData, cfg: Config, device, precision: str, history: list[dict]) -> Run:
+    """Score the selected (best.pt) and the final model once on every pair set; write
+    scores.npz and results.json. The threshold is chosen on the selection pairs only."""
+    fmt = H.memory_format(cfg)
+    best_ckpt = load_checkpoint(run_dir / "best.pt", map_location=device)
+    selected = build_model(cfg.model).to(device, memory_format=fmt)
+    selected.load_state_dict(best_ckpt["model"])
+    logits = {}
+    for tag, model in (("best", selected), ("final", final_model)):
+        for name, pairs in data.cpu.sets.items():
+            logits[f"{tag}_{name}"] = score(model, data.eval_images[name], pairs, cfg, device, precision).numpy()
+    import io
 
-    best, _, _ = load_run(run_dir, "best", device)
-    best = best.to(memory_format=_memory_format(cfg))
-    _, logits = evaluate(best, data, cfg, device, dtype)
-    figs = {"curves": plots.plot_curves(read_history(run_dir)),
-            "confusion_matrix": plots.plot_confusion(confusion(logits, data.test_y)),
-            "sample_pairs": plots.plot_pairs(data.eval_images_raw.numpy(), data.test_a, data.test_b,
-                                             data.test_y, data.eval_labels, torch.sigmoid(logits),
-                                             n=10, title="测试样本对（标签与最佳模型得分）")}
-    for name, fig in figs.items():
-        plots.save_figure(fig, run_dir / "figures" / f"{name}.png")
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **logits)
+    atomic_write_bytes(run_dir / "scores.npz", buf.getvalue())
+    write_json(run_dir / "results.json", results(logits, data.cpu, cfg, history, best_ckpt["epoch"]))
+    return Run(run_dir)
+
+
+def results(logits: dict, data: RunData, cfg: Config, history: list[dict], selected_epoch: int) -> dict:
+    """The run's numbers from its scores: per pair set, for the selected and the final model."""
+    sel = data.selection
+    threshold = choose_threshold(logits[f"best_{sel}"], data.sets[sel].y.numpy())
+    out = {"protocol": cfg.protocol, "selection": sel, "seed": cfg.seed, "data_seed": cfg.data_seed,
+           "selected_epoch": selected_epoch, "epochs": len(history), "threshold": threshold,
+           "best_test_acc": max(h["test_acc"] for h in history),  # best-of-epochs on test: the seed's number
+           "train_seconds": sum(h["seconds"] for h in history)}
+    for tag in ("best", "final"):
+        for name, pairs in data.sets.items():
+            z, y = logits[f"{tag}_{name}"], pairs.y.numpy()
+            m = pair_metrics(torch.from_numpy(z), pairs.y)
+            entry = {"acc": m["acc"], "auc": m["auc"], "loss": m["loss"],
+                     "acc_at_threshold": accuracy_at(z, y, threshold), "pairs": len(y)}
+            if name == "heldout":
+                correct = ((z > 0).astype(int) == y.astype(int))
+                entry["ci95"] = list(image_bootstrap_ci(correct, pairs.a.numpy(), pairs.b.numpy(), len(pairs.labels)))
+                entry["images"] = len(pairs.labels)
+            out[f"{tag}_{name}"] = entry
+    return out

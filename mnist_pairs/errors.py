@@ -1,0 +1,29 @@
+"""The project's error types. `UserError`s are bad input a person can fix (a params file,
+an override, a damaged file, a run that does not exist): the CLI prints their message and
+exits with code 2, without a traceback. Anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input or a damaged file: the message says what is wrong and what to do."""
+
+
+class ConfigError(UserError, ValueError):
+    """A parameter file or override that cannot describe a run."""
+
+
+class RunNotFound(UserError, FileNotFoundError):
+    """A run folder that does not exist or holds no finished run."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint that cannot be read (truncated or corrupt)."""
+
+
+class TrainingDiverged(UserError, RuntimeError):
+    """A loss or logit became NaN or infinite; last.pt still holds the last good epoch."""
+
+
+class MNISTUnavailable(UserError, RuntimeError):
+    """No source could provide verified MNIST files."""

@@ -1,0 +1,153 @@
+"""Run folders: create, find, load; checkpoints; what a finished run holds.
+
+A run folder `experiments/<name>/` holds
+- config.yaml (with the device and precision actually used), env.json (environment facts,
+  plus a record per resume), history.json (one record per epoch);
+- best.pt (the checkpoint selected on the run's selection pairs), last.pt (everything needed
+  to resume: model, optimizer, scheduler, scaler, epoch, RNG state);
+- scores.npz (logits of the selected and final models on every pair set, computed once at
+  the end) and results.json (the run's numbers, from those scores).
+
+    run = Run.open("experiments/siamese_20261127_101500")
+    run.history          # DataFrame indexed by epoch
+    run.model()          # the selected model, eval mode
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import Config, load_config
+from .errors import CheckpointError, ConfigError, RunNotFound
+from .models import build_model
+from .paths import atomic_write_bytes, atomic_write_text, resolve
+
+LATEST_POINTER = "latest_run.txt"  # under cfg.out_dir: the last run fit() finished
+
+
+def new_run_dir(cfg: Config) -> Path:
+    name = cfg.run_name or f"{cfg.model}_{datetime.now():%Y%m%d_%H%M%S}"
+    run_dir = cfg.out_path / name
+    if run_dir.exists() and cfg.run_name:
+        raise ConfigError(f"run folder {run_dir} exists: resume it (--resume {run_dir}) or choose another run_name")
+    k = 1
+    while run_dir.exists():  # two runs started in the same second
+        run_dir, k = cfg.out_path / f"{name}_{k}", k + 1
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def save_checkpoint(obj: dict, path: Path) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    """A checkpoint, or a CheckpointError that names the file and says what to do."""
+    if not path.is_file():
+        raise RunNotFound(f"{path} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
+        what = ("start the run again, or resume from a copy of last.pt" if path.name == "last.pt" else
+                "resume the run (it rewrites best.pt at the next better epoch) or train it again")
+        raise CheckpointError(f"{path} cannot be read: truncated or corrupt ({type(e).__name__}: "
+                              f"{str(e).strip()[:200]}). To fix it, {what}.") from None
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1, ensure_ascii=False))
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunNotFound(f"{path} does not exist") from None
+    except ValueError as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e}); the run folder is damaged") from None
+
+
+@dataclass
+class Run:
+    """A run folder, opened read-only: its config, history, models, scores and results."""
+    dir: Path
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "Run":
+        d = resolve(path)
+        if not (d / "config.yaml").is_file():
+            raise RunNotFound(f"{d} is not a run folder (no config.yaml)")
+        return cls(d)
+
+    @classmethod
+    def latest(cls, out_dir: str | os.PathLike = "experiments") -> "Run":
+        """The run fit() finished last under out_dir, else the newest finished one."""
+        root = resolve(out_dir)
+        pointer = root / LATEST_POINTER
+        if pointer.is_file():
+            d = Path(pointer.read_text().strip())
+            if (d / "results.json").is_file():
+                return cls(d)
+        done = [p.parent for p in root.glob("*/results.json")]
+        if not done:
+            raise RunNotFound(f"no finished run under {root}: train one first (02_train.ipynb)")
+        return cls(max(done, key=lambda p: p.stat().st_mtime))
+
+    @cached_property
+    def cfg(self) -> Config:
+        return load_config(self.dir / "config.yaml")
+
+    @property
+    def records(self) -> list[dict]:
+        return read_json(self.dir / "history.json")
+
+    @property
+    def history(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.records).set_index("epoch")
+
+    @property
+    def env(self) -> dict:
+        return read_json(self.dir / "env.json")
+
+    @property
+    def results(self) -> dict:
+        return read_json(self.dir / "results.json")
+
+    @property
+    def finished(self) -> bool:
+        return (self.dir / "results.json").is_file()
+
+    def checkpoint(self, which: str = "best") -> dict:
+        return load_checkpoint(self.dir / f"{which}.pt")
+
+    def model(self, which: str = "best", device: str | torch.device = "cpu") -> torch.nn.Module:
+        """The model with the checkpoint's weights, in eval mode."""
+        ckpt = self.checkpoint(which)
+        model = build_model(self.cfg.model)
+        model.load_state_dict(ckpt["model"])
+        return model.to(device).eval()
+
+    def scores(self) -> dict[str, np.ndarray]:
+        """{"<model>_<pair set>": logits}, e.g. "best_test", "final_heldout"."""
+        path = self.dir / "scores.npz"
+        if not path.is_file():
+            raise RunNotFound(f"{path} does not exist: the run has not finished")
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+
+    def __repr__(self) -> str:
+        return f"Run({self.dir})"
