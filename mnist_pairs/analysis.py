@@ -1,109 +1,94 @@
-"""Evaluate a finished run's best checkpoint on the saved test pairs, and publish it.
+"""A finished run, analysed from its saved scores (no model is evaluated again).
 
-    a = analyze("experiments/siamese_20261127_101500")
-    a.figures()                    # {name: Figure}: confusion, ROC/PR, threshold, scores, errors
-    a.save(folder, figures_root)   # folder/analysis.json + figures_root/<folder name>/*.png
-    publish(a, "seed_siamese")     # reports/runs/seed_siamese/ (+ reports/figures/seed_siamese/)
+    a = analyze(run)               # run: Run or folder
+    a.metrics("test")              # loss/acc/auc of the selected model on the test pairs
+    a.figures()                    # {name: Figure}: curves, confusion, ROC/PR, threshold, scores, errors
+    publish(a, "seed_siamese")     # reports/runs/seed_siamese/ + reports/figures/seed_siamese/
 """
 from __future__ import annotations
 
-import json
-import shutil
+import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import plots
-from .config import Config
+from .data import RunData, load_data
 from .metrics import confusion, curves, hardest_errors, pair_metrics
-from .paths import REPORTS_DIR, atomic_write_text, resolve
+from .paths import REPORTS_DIR, atomic_write_bytes, resolve
+from .runs import Run, write_json
 from .seed_reference import SEED_HISTORY
-from .train import PairData, autocast_dtype, evaluate, load_run, read_history
 
-RUN_FILES = ("config.yaml", "history.json", "env.json", "best.pt")
+PUBLISHED_FILES = ("config.yaml", "history.json", "env.json", "results.json", "scores.npz", "best.pt")
 
 
 @dataclass
 class Analysis:
-    run_dir: Path
-    cfg: Config
-    history: list[dict]
-    best: dict                  # best.pt's metadata: epoch, test_acc, test_auc, test_loss
-    logits: torch.Tensor        # (P,) logits of the best model on the test pairs
-    data: PairData
-    curves: dict = field(init=False)
-    cm: np.ndarray = field(init=False)
-    metrics: dict = field(init=False)
-    _figures: dict | None = field(init=False, default=None, repr=False)
+    run: Run
+    data: RunData
+    logits: dict[str, np.ndarray]        # scores.npz: "best_test", "final_heldout", …
+    _figures: dict | None = field(default=None, repr=False)
 
-    def __post_init__(self) -> None:
-        self.curves = curves(self.logits, self.data.test_y)
-        self.cm = confusion(self.logits, self.data.test_y)
-        self.metrics = pair_metrics(self.logits, self.data.test_y)
+    @cached_property
+    def results(self) -> dict:
+        return self.run.results
 
-    def hardest(self, k: int = 16) -> np.ndarray:
-        return hardest_errors(self.logits, self.data.test_y, k)
+    def target(self, name: str) -> torch.Tensor:
+        return self.data.sets[name].y
 
-    def summary(self) -> dict:
-        """Plain numbers for analysis.json and the report."""
-        return {"run": self.run_dir.name, "model": self.cfg.model, "best_epoch": self.best["epoch"],
-                "test_acc": self.metrics["acc"], "test_auc": self.metrics["auc"], "test_loss": self.metrics["loss"],
-                "average_precision": self.curves["ap"], "best_threshold": self.curves["best_threshold"],
-                "best_threshold_acc": self.curves["best_threshold_acc"], "confusion": self.cm.tolist(),
-                "n_test_pairs": int(len(self.logits)), "n_errors": int(self.cm[0, 1] + self.cm[1, 0]),
-                "hardest_errors": self.hardest().tolist()}
+    def metrics(self, name: str = "test", which: str = "best") -> dict:
+        return pair_metrics(torch.from_numpy(self.logits[f"{which}_{name}"]), self.target(name))
+
+    def curves(self, name: str = "test") -> dict:
+        return curves(torch.from_numpy(self.logits[f"best_{name}"]), self.target(name))
+
+    def confusion(self, name: str = "test") -> np.ndarray:
+        return confusion(torch.from_numpy(self.logits[f"best_{name}"]), self.target(name))
+
+    def hardest(self, name: str = "test", k: int = 16) -> np.ndarray:
+        return hardest_errors(torch.from_numpy(self.logits[f"best_{name}"]), self.target(name), k)
 
     def figures(self) -> dict:
-        """Drawn once; the notebook shows them and save/publish write the same objects."""
+        """Drawn once; the notebook shows them and publish writes the same objects."""
         if self._figures is None:
             self._figures = self._draw()
         return self._figures
 
     def _draw(self) -> dict:
-        images = self.data.eval_images_raw.numpy()
-        hard = self.hardest()
-        prob = torch.sigmoid(self.logits)
+        test = self.data.sets["test"]
+        images, prob = test.images.numpy(), torch.sigmoid(torch.from_numpy(self.logits["best_test"]))
+        hard, c = self.hardest(), self.curves()
+        history = self.run.records
         return {
-            "confusion_matrix": plots.plot_confusion(self.cm, "混淆矩阵（最佳检查点，测试对）"),
-            "roc_pr": plots.plot_roc_pr(self.curves),
-            "threshold": plots.plot_threshold(self.curves),
-            "score_hist": plots.plot_score_hist(self.curves),
-            "hardest_errors": plots.plot_pairs(images, self.data.test_a[hard], self.data.test_b[hard],
-                                               self.data.test_y[hard], self.data.eval_labels, prob[hard],
-                                               n=len(hard), title="最难的误判样本对（真实标签、数字与得分）"),
-            "curves": plots.plot_curves(self.history),
-            "curves_vs_seed": plots.plot_curves_vs_seed(self.history, SEED_HISTORY),
-            "sample_pairs": plots.plot_pairs(images, self.data.test_a, self.data.test_b, self.data.test_y,
-                                             self.data.eval_labels, prob, n=10,
-                                             title="测试样本对（标签与最佳模型得分）"),
+            "curves": plots.plot_curves(history),
+            "curves_vs_seed": plots.plot_curves_vs_seed(history, SEED_HISTORY),
+            "confusion_matrix": plots.plot_confusion(self.confusion(), "混淆矩阵（所选检查点，测试对，阈值 0.5）"),
+            "roc_pr": plots.plot_roc_pr(c),
+            "threshold": plots.plot_threshold(c, self.results["threshold"], self.results["selection"]),
+            "score_hist": plots.plot_score_hist(c),
+            "hardest_errors": plots.plot_pairs(images, test.a[hard], test.b[hard], test.y[hard], test.labels,
+                                               prob[hard], n=len(hard), title="最难的误判样本对（真实标签、数字与得分）"),
+            "sample_pairs": plots.plot_pairs(images, test.a, test.b, test.y, test.labels, prob, n=10,
+                                             title="测试样本对（标签与所选模型得分）"),
         }
 
-    def save(self, folder: str | Path, figures_root: str | Path) -> None:
-        """analysis.json into `folder`, the figures into <figures_root>/<folder name>/."""
-        folder = Path(folder)
-        atomic_write_text(folder / "analysis.json", json.dumps(self.summary(), indent=1))
-        for name, fig in self.figures().items():
-            plots.save_figure(fig, Path(figures_root) / folder.name / f"{name}.png")
+    def save_figures(self, folder: str | Path) -> list[Path]:
+        return [plots.save_figure(fig, Path(folder) / f"{name}.png") for name, fig in self.figures().items()]
 
 
-def analyze(run_dir: str | Path, device: str = "cpu") -> Analysis:
-    run_dir = resolve(run_dir)
-    model, cfg, ckpt = load_run(run_dir, "best", device)
-    dev = torch.device(device)
-    cfg = cfg.replace(device=dev.type)
-    data = PairData(cfg, dev)
-    _, logits = evaluate(model, data, cfg, dev, autocast_dtype(cfg, dev))
-    meta = {k: v for k, v in ckpt.items() if k != "model"}
-    return Analysis(run_dir, cfg, read_history(run_dir), meta, logits, data)
+def analyze(run: Run | str | os.PathLike, log=print) -> Analysis:
+    run = run if isinstance(run, Run) else Run.open(run)
+    return Analysis(run, load_data(run.cfg, log), run.scores())
 
 
 def publish(analysis: Analysis, name: str, reports_dir: Path = REPORTS_DIR) -> Path:
-    """Copy the run's files to reports/runs/<name>/ and its figures to reports/figures/<name>/."""
+    """Copy the run's files to reports/runs/<name>/ and its figures to reports/figures/<name>/,
+    every file atomically."""
     dest = reports_dir / "runs" / name
-    dest.mkdir(parents=True, exist_ok=True)
-    for f in RUN_FILES:
-        shutil.copy2(analysis.run_dir / f, dest / f)
-    analysis.save(dest, reports_dir / "figures")
+    for f in PUBLISHED_FILES:
+        atomic_write_bytes(dest / f, (analysis.run.dir / f).read_bytes())
+    analysis.save_figures(reports_dir / "figures" / name)
     return dest

@@ -41,6 +41,14 @@ def pair_rows(n: int, i: int, j: int) -> torch.Tensor:
     return torch.cat([torch.arange(i, j), torch.arange(n + i, n + j)])
 
 
+def augment_pair_batch(images: torch.Tensor, a: torch.Tensor, b: torch.Tensor, p: AugParams,
+                       i: int, j: int) -> torch.Tensor:
+    """Pairs [i, j) of an epoch (n pairs, p drawn for 2n images), both sides augmented in one
+    call: rows [0, j-i) of the result are side a, rows [j-i, 2(j-i)) side b. In [0, 1]."""
+    rows = pair_rows(len(a), i, j).to(p.theta.device)
+    return augment(images[torch.cat([a[i:j], b[i:j]])], p.rows(rows))
+
+
 def aug_generator(seed: int, epoch: int) -> torch.Generator:
     return keyed_generator(seed, AUG_KEY, epoch)
 

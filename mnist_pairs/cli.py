@@ -1,10 +1,15 @@
-"""Command line: `python -m mnist_pairs {fetch-data,verify-data,train,study} …`
+"""Command line: `python -m mnist_pairs {fetch-data,verify-data,train,sweep,summarize,study} …`
 
     python -m mnist_pairs fetch-data
     python -m mnist_pairs verify-data                 # exit 0 only if all four md5 match
     python -m mnist_pairs train --params params/seed_siamese.yaml --set epochs=3 --set seed=1
     python -m mnist_pairs train --resume experiments/siamese_20261127_101500
-    python -m mnist_pairs study                       # notebooks 01→02→03 for both seed configs
+    python -m mnist_pairs sweep --params params/seed_siamese.yaml --protocol validation --seeds 0-4
+    python -m mnist_pairs summarize                   # reports/summary.json from the sweeps
+    python -m mnist_pairs study                       # notebooks 01→02→03, then the report
+
+Bad input (a params file, an override, a damaged file, a missing run) prints one line
+`error: …` and exits with code 2, before anything is written.
 """
 from __future__ import annotations
 
@@ -12,7 +17,8 @@ import argparse
 import dataclasses
 import sys
 
-from .config import Config, ConfigError, load_config, parse_override
+from .config import Config, load_config, parse_override
+from .errors import UserError
 
 
 def _defaults_table() -> str:
@@ -33,43 +39,75 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train one model; prints the run folder",
                        epilog=_defaults_table(), formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--params", default=None, help="YAML params file (default: none, i.e. the seed's settings)")
-    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config key (repeatable)")
-    t.add_argument("--resume", default=None, metavar="RUN", help="continue the run folder RUN from its last.pt")
+    t.add_argument("--resume", default=None, metavar="RUN",
+                   help="continue the run folder RUN from its last.pt (--set may change epochs, device, precision)")
+    w = sub.add_parser("sweep", help="one run per training seed, on Optuna (resumable, several workers)")
+    w.add_argument("--params", required=True, help="YAML params file")
+    w.add_argument("--protocol", choices=("validation", "test"), default=None,
+                   help="selection protocol (default: the params file's)")
+    w.add_argument("--seeds", default="0-4", help="training seeds: 0-4 or 1,5,9 (default 0-4)")
+    w.add_argument("--workers", type=int, default=1, help="local worker processes (0: only enqueue the seeds)")
+    w.add_argument("--storage", default=None,
+                   help="Optuna RDB URL shared by workers on several nodes (default: a journal file under experiments/sweeps/)")
+    for s in (t, w):
+        s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one config key (repeatable)")
+    sub.add_parser("summarize", help="write reports/summary.json from the sweeps' run folders")
     s = sub.add_parser("study", help="the full study: notebooks 01→02→03 for both seed configs, then the report")
     s.add_argument("--params", nargs="+", default=["params/seed_siamese.yaml", "params/seed_concat.yaml"])
-    s.add_argument("--report-only", action="store_true", help="regenerate the report from existing runs")
+    s.add_argument("--report-only", action="store_true", help="regenerate the report from published runs")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command in ("fetch-data", "verify-data"):
-            from .data import ensure_mnist, verify_mnist
-
-            if args.command == "fetch-data":
-                print(ensure_mnist(args.root))
-            status = verify_mnist(args.root)
-            for name, s in status.items():
-                print(f"{s:<8} {name}")
-            return 0 if all(s == "ok" for s in status.values()) else 1
-        if args.command == "train":
-            from .train import fit
-
-            overrides = dict(parse_override(o) for o in args.overrides)
-            if args.resume:
-                cfg = load_config(f"{args.resume}/config.yaml", **overrides) if overrides else None
-                print(fit(cfg, resume=args.resume))
-            else:
-                print(fit(load_config(args.params, **overrides)))
-            return 0
-        if args.command == "study":
-            from .study import run_study
-
-            run_study(args.params, report_only=args.report_only)
-            return 0
-    except ConfigError as e:
+        return _run(args)
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: the run folder keeps its last finished epoch (resume it with --resume)", file=sys.stderr)
+        return 130
+
+
+def _run(args) -> int:
+    if args.command in ("fetch-data", "verify-data"):
+        from .mnist import ensure_mnist, verify_mnist
+
+        if args.command == "fetch-data":
+            print(ensure_mnist(args.root))
+        status = verify_mnist(args.root)
+        for name, s in status.items():
+            print(f"{s:<8} {name}")
+        return 0 if all(s == "ok" for s in status.values()) else 1
+    if args.command == "train":
+        from .train import fit
+
+        overrides = dict(parse_override(o) for o in args.overrides)
+        run = fit(resume=args.resume, overrides=overrides) if args.resume else fit(load_config(args.params, **overrides))
+        print(run.dir)
+        return 0
+    if args.command == "sweep":
+        from .sweep import SweepSpec, parse_seeds, sweep
+
+        overrides = tuple(parse_override(o) for o in args.overrides)
+        protocol = args.protocol or load_config(args.params, **dict(overrides)).protocol
+        spec = SweepSpec(args.params, protocol, overrides, args.storage)
+        runs = sweep(spec, parse_seeds(args.seeds), args.workers)
+        for r in runs:
+            print(r.dir)
+        return 0
+    if args.command == "summarize":
+        from .summary import summarize
+
+        s = summarize()
+        for name, g in s["groups"].items():
+            print(f"{name}: {g['n_runs']} runs, held-out acc {g['mean']['heldout_acc']:.4f}")
+        return 0
+    if args.command == "study":
+        from .study import run_study
+
+        run_study(args.params, report_only=args.report_only)
+        return 0
     return 1

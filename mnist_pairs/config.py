@@ -280,3 +280,13 @@ def papermill_parameters(namespace: Mapping[str, Any], declared: set[str]) -> di
                 if isinstance(node, ast.Assign):
                     names += [t.id for t in node.targets if isinstance(t, ast.Name)]
     return {n: namespace[n] for n in dict.fromkeys(names) if n not in declared and n in namespace}
+
+
+def reject_extra_parameters(namespace: Mapping[str, Any], declared: set[str]) -> None:
+    """For notebooks that take no config keys: any parameter papermill injected beyond
+    `declared` is a misspelling, reported before any work starts."""
+    extra = papermill_parameters(namespace, declared)
+    if extra:
+        close = {k: difflib.get_close_matches(k, sorted(declared), n=1) for k in extra}
+        hints = [f"{k!r}" + (f" (did you mean {c[0]!r}?)" if c else "") for k, c in close.items()]
+        raise ConfigError(f"unknown notebook parameter(s) {', '.join(hints)}; this notebook takes {sorted(declared)}")

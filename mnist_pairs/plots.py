@@ -15,6 +15,8 @@ import seaborn as sns
 from matplotlib import font_manager
 from matplotlib.figure import Figure
 
+from .paths import atomic_write_bytes
+
 _STYLE_DONE = False
 CJK_FONT_FILE = "NotoSansSC-Regular.otf"
 
@@ -40,16 +42,26 @@ def setup_style() -> str:
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight")
-    return path
+    """Write a figure as PNG, atomically (a failed write leaves the old file)."""
+    return atomic_write_bytes(Path(path), figure_png(fig))
 
 
 def figure_png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
     return buf.getvalue()
+
+
+def show_inline() -> None:
+    """Let a notebook cell that returns a Figure display it as a PNG: the plots are bare
+    Figures (no pyplot state), which IPython does not render until told how."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    ip = get_ipython()
+    if ip is not None:
+        ip.display_formatter.formatters["image/png"].for_type(Figure, figure_png)
 
 
 def _figure(nrows: int = 1, ncols: int = 1, figsize=None):
@@ -61,18 +73,21 @@ def _figure(nrows: int = 1, ncols: int = 1, figsize=None):
 
 
 def plot_curves(history: list[dict]) -> Figure:
-    """Loss, accuracy and test ROC-AUC per epoch."""
+    """Loss, accuracy and ROC-AUC per epoch: training, validation (if any) and test pairs."""
     ep = [h["epoch"] for h in history]
+    sets = [("train", "训练", "o-"), ("val", "验证", "^-"), ("test", "测试", "s-")]
     fig, ax = _figure(1, 3, figsize=(15, 4))
-    ax[0].plot(ep, [h["train_loss"] for h in history], "o-", label="训练")
-    ax[0].plot(ep, [h["test_loss"] for h in history], "s-", label="测试")
+    for key, name, style in sets:
+        if f"{key}_loss" not in history[0]:
+            continue
+        ax[0].plot(ep, [h[f"{key}_loss"] for h in history], style, label=name)
+        ax[1].plot(ep, [h[f"{key}_acc"] for h in history], style, label=name)
+        if key != "train":
+            ax[2].plot(ep, [h[f"{key}_auc"] for h in history], style, label=name)
     ax[0].set(title="损失曲线", xlabel="轮次 (epoch)", ylabel="BCE 损失")
-    ax[1].plot(ep, [h["train_acc"] for h in history], "o-", label="训练")
-    ax[1].plot(ep, [h["test_acc"] for h in history], "s-", label="测试")
     ax[1].set(title="准确率曲线", xlabel="轮次 (epoch)", ylabel="准确率")
-    ax[2].plot(ep, [h["test_auc"] for h in history], "s-", color="C2")
-    ax[2].set(title="测试 ROC-AUC", xlabel="轮次 (epoch)", ylabel="ROC-AUC")
-    for a in ax[:2]:
+    ax[2].set(title="ROC-AUC", xlabel="轮次 (epoch)", ylabel="ROC-AUC")
+    for a in ax:
         a.legend()
     fig.tight_layout()
     return fig
@@ -169,11 +184,13 @@ def plot_roc_pr(c: dict) -> Figure:
     return fig
 
 
-def plot_threshold(c: dict) -> Figure:
+def plot_threshold(c: dict, chosen: float | None = None, chosen_on: str = "val") -> Figure:
+    """Accuracy against the threshold on these pairs, with the threshold chosen elsewhere."""
     fig, ax = _figure(figsize=(6.5, 4))
     ax.plot(c["thresholds"], c["threshold_acc"])
-    ax.axvline(c["best_threshold"], ls="--", color="C3",
-               label=f"最佳阈值 {c['best_threshold']:.3f}（准确率 {c['best_threshold_acc']:.4f}）")
+    if chosen is not None:
+        where = "验证对" if chosen_on == "val" else "测试对（种子协议）"
+        ax.axvline(chosen, ls="--", color="C3", label=f"在{where}上选定的阈值 {chosen:.3f}")
     ax.axvline(0.5, ls=":", color="grey", label="默认阈值 0.5")
     ax.set(title="准确率与判定阈值", xlabel="阈值（相同的概率）", ylabel="准确率",
            ylim=(max(0.5, float(np.min(c["threshold_acc"]))), 1.0))
@@ -191,3 +208,5 @@ def plot_score_hist(c: dict) -> Figure:
     ax.legend()
     fig.tight_layout()
     return fig
+
+show_inline()  # notebooks importing the plots see returned Figures without further setup

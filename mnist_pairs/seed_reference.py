@@ -39,9 +39,3 @@ _TABLE = """
 SEED_HISTORY = [dict(zip(("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "test_auc"),
                          (int(r[0]), *map(float, r[1:])))) for r in (l.split() for l in _TABLE.strip().splitlines())]
 
-
-def train_curve_gap(history: list[dict]) -> float:
-    """Mean |train loss - seed's train loss| over the epochs both have: how closely a run's
-    training dynamics follow the seed's (uses no test data)."""
-    pairs = list(zip(history, SEED_HISTORY))
-    return sum(abs(h["train_loss"] - s["train_loss"]) for h, s in pairs) / len(pairs)

@@ -72,8 +72,7 @@ def train_one_epoch(model, opt, scaler, data: DeviceData, cfg: Config, epoch: in
     for i in bar:
         j = min(i + cfg.batch_size, n)
         # both sides of the batch augmented in one call: rows [i, j) of a, then of b
-        x = A.augment(data.train_images[torch.cat([a[i:j], b[i:j]])], aug.rows(A.pair_rows(n, i, j).to(device)))
-        x = A.normalize(x).contiguous(memory_format=fmt)
+        x = A.normalize(A.augment_pair_batch(data.train_images, a, b, aug, i, j)).contiguous(memory_format=fmt)
         with H.autocast(device, precision):
             logits = model(x[: j - i], x[j - i:])
         loss = pair_loss(logits.float(), y[i:j])

@@ -5,7 +5,9 @@ import warnings
 
 import pytest
 
-from mnist_pairs.data import ensure_mnist, load_subset
+from mnist_pairs.config import Config
+from mnist_pairs.data import load_subset
+from mnist_pairs.mnist import ensure_mnist
 from mnist_pairs.paths import data_root
 
 
@@ -17,7 +19,7 @@ def mnist_root():
 
 @pytest.fixture(scope="session")
 def subset(mnist_root):
-    return load_subset(0.1, 42)
+    return load_subset(Config(), log=lambda m: None)
 
 
 @pytest.fixture

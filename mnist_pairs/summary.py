@@ -1,0 +1,89 @@
+"""reports/summary.json: one entry per group (params file x protocol), one row per training seed.
+
+    python -m mnist_pairs summarize        # reads experiments/sweeps/*/seed*/results.json
+
+Each group lists its runs (seed, selected epoch, test and held-out accuracy, the image-level
+bootstrap interval, training time, precision, CPU/device) and the mean, standard deviation
+and a 95 % t-interval of the mean of every numeric field, over seeds. The run files that
+back each row are copied to reports/sweeps/<group>/seed<N>/ (small files only).
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from datetime import datetime
+from pathlib import Path
+
+from .models import build_model, count_parameters
+from .paths import REPORTS_DIR, atomic_write_bytes, resolve
+from .runs import Run, write_json
+from .sweep import SWEEPS_DIR
+
+RUN_FILES = ("config.yaml", "history.json", "env.json", "results.json")
+NUMERIC = ("selected_epoch", "val_acc", "test_acc", "test_acc_at_threshold", "final_test_acc", "best_test_acc",
+           "heldout_acc", "heldout_auc", "heldout_acc_at_threshold", "final_heldout_acc", "train_seconds")
+
+
+def t95(n: int) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, n - 1)) if n > 1 else math.nan
+
+
+def run_row(run: Run) -> dict:
+    r, env, cfg = run.results, run.env, run.cfg
+    row = {"seed": cfg.seed, "selected_epoch": r["selected_epoch"],
+           "val_acc": r["best_val"]["acc"] if "best_val" in r else None,
+           "test_acc": r["best_test"]["acc"], "test_acc_at_threshold": r["best_test"]["acc_at_threshold"],
+           "final_test_acc": r["final_test"]["acc"], "best_test_acc": r["best_test_acc"],
+           "heldout_acc": r["best_heldout"]["acc"], "heldout_auc": r["best_heldout"]["auc"],
+           "heldout_ci95": r["best_heldout"]["ci95"], "heldout_pairs": r["best_heldout"]["pairs"],
+           "heldout_acc_at_threshold": r["best_heldout"]["acc_at_threshold"],
+           "final_heldout_acc": r["final_heldout"]["acc"], "threshold": r["threshold"],
+           "train_seconds": r["train_seconds"], "autocast": env["autocast"], "precision": env["precision"],
+           "cpu": env["cpu"], "cpu_native_bf16": env.get("cpu_native_bf16"), "device": env["device"],
+           "gpu": env.get("gpu"), "torch": env["torch"], "git_commit": env["git_commit"],
+           "finished": datetime.fromtimestamp((run.dir / "results.json").stat().st_mtime).isoformat(timespec="seconds")}
+    return row
+
+
+def aggregate(rows: list[dict]) -> tuple[dict, dict, dict]:
+    """(mean, sd, ci95 of the mean) of each numeric field over the rows that have it."""
+    mean, sd, ci = {}, {}, {}
+    for k in NUMERIC:
+        xs = [r[k] for r in rows if r.get(k) is not None]
+        if not xs:
+            continue
+        mean[k] = statistics.mean(xs)
+        sd[k] = statistics.stdev(xs) if len(xs) > 1 else 0.0
+        half = t95(len(xs)) * sd[k] / math.sqrt(len(xs)) if len(xs) > 1 else math.nan
+        ci[k] = [mean[k] - half, mean[k] + half]
+    return mean, sd, ci
+
+
+def group(folder: Path) -> dict | None:
+    runs = sorted((Run(p.parent) for p in folder.glob("seed*/results.json")), key=lambda r: r.cfg.seed)
+    if not runs:
+        return None
+    cfg = runs[0].cfg
+    rows = [run_row(r) for r in runs]
+    mean, sd, ci = aggregate(rows)
+    return {"name": folder.name.split("__")[0], "group": folder.name, "model": cfg.model, "protocol": cfg.protocol,
+            "params": count_parameters(build_model(cfg.model)), "n_runs": len(rows), "runs": rows,
+            "mean": mean, "sd": sd, "ci95": ci,
+            "config": {k: v for k, v in cfg.to_dict().items() if k not in ("seed", "out_dir", "run_name")},
+            "_runs": runs}
+
+
+def summarize(sweeps_dir: str = SWEEPS_DIR, out: Path = REPORTS_DIR / "summary.json", copy_runs: bool = True) -> dict:
+    groups = [g for g in (group(p) for p in sorted(resolve(sweeps_dir).glob("*__*")) if p.is_dir()) if g]
+    for g in groups:
+        runs = g.pop("_runs")
+        if copy_runs:
+            for run in runs:
+                for f in RUN_FILES:
+                    atomic_write_bytes(out.parent / "sweeps" / g["group"] / run.dir.name / f, (run.dir / f).read_bytes())
+    summary = {"command": "make sweep", "written": datetime.now().isoformat(timespec="seconds"),
+               "groups": {g["group"]: g for g in groups}}
+    write_json(out, summary)
+    return summary

@@ -1,0 +1,75 @@
+# %% [markdown]
+# # 03 分析
+#
+# 读取一次运行保存的得分（`scores.npz`，运行结束时计算一次，不再重新评估模型），给出混淆矩阵、ROC 与 PR 曲线、准确率-阈值曲线、
+# 同类 / 异类得分分布和最难的误判样本对。
+#
+# - `run_dir` 为空时分析 `02_train.ipynb` 最近完成的运行。
+# - `publish_as` 非空时（`make study` 用 `"seed_siamese"` / `"seed_concat"`），把运行文件与图表发布到 `reports/runs/<publish_as>/` 与 `reports/figures/<publish_as>/`；报告由 `make study` 在最后统一生成一次。
+
+# %% tags=["parameters"]
+run_dir = ""  # 空：02 最近完成的运行
+publish_as = ""  # 非空：发布到 reports/runs/<publish_as>/
+
+# %%
+from mnist_pairs import tables
+from mnist_pairs.analysis import analyze, publish
+from mnist_pairs.config import reject_extra_parameters
+from mnist_pairs.runs import Run
+
+reject_extra_parameters(globals(), {"run_dir", "publish_as"})
+run = Run.open(run_dir) if run_dir else Run.latest()
+
+# %% [markdown]
+# ## 所选检查点的得分
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+analysis = analyze(run)
+tables.results_table(analysis.results)
+
+# %%
+figs = analysis.figures()
+
+# %% [markdown]
+# ## 混淆矩阵
+#
+# 行是真实标签，列是预测（阈值 0.5）。
+
+# %%
+figs["confusion_matrix"]
+
+# %% [markdown]
+# ## ROC 与精确率-召回率曲线
+
+# %%
+figs["roc_pr"]
+
+# %% [markdown]
+# ## 准确率与判定阈值
+#
+# 曲线是测试对上的准确率；虚线是在验证对上选定的阈值（验证协议），测试对从不参与选择。
+
+# %%
+figs["threshold"]
+
+# %% [markdown]
+# ## 得分分布
+
+# %%
+figs["score_hist"]
+
+# %% [markdown]
+# ## 最难的误判样本对
+#
+# 模型最有把握却判错的测试对，标题给出真实关系、两张图的数字与模型得分。
+
+# %%
+figs["hardest_errors"]
+
+# %% [markdown]
+# ## 发布
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+publish(analysis, publish_as) if publish_as else "未发布（publish_as 为空）"
