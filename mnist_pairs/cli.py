@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     for s in (t, w):
         s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override one config key (repeatable)")
-    sub.add_parser("summarize", help="write reports/summary.json from the sweeps' run folders")
+    sub.add_parser("summarize", help="write reports/summary.json from the sweeps' run folders, and the README tables")
+    sub.add_parser("readme", help="re-render the README's result tables from reports/ (benchmarks, summary)")
     s = sub.add_parser("study", help="the full study: notebooks 01→02→03 for both seed configs, then the report")
     s.add_argument("--params", nargs="+", default=["params/seed_siamese.yaml", "params/seed_concat.yaml"])
     s.add_argument("--report-only", action="store_true", help="regenerate the report from published runs")
@@ -101,9 +102,17 @@ def _run(args) -> int:
     if args.command == "summarize":
         from .summary import summarize
 
+        from .report import update_readme
+
         s = summarize()
         for name, g in s["groups"].items():
             print(f"{name}: {g['n_runs']} runs, held-out acc {g['mean']['heldout_acc']:.4f}")
+        update_readme()
+        return 0
+    if args.command == "readme":
+        from .report import update_readme
+
+        print(update_readme())
         return 0
     if args.command == "study":
         from .study import run_study

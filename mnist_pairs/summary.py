@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .models import build_model, count_parameters
 from .paths import REPORTS_DIR, atomic_write_bytes, resolve
+from .errors import RunNotFound
 from .runs import Run, write_json
 from .sweep import SWEEPS_DIR
 
@@ -77,6 +78,9 @@ def group(folder: Path) -> dict | None:
 
 def summarize(sweeps_dir: str = SWEEPS_DIR, out: Path = REPORTS_DIR / "summary.json", copy_runs: bool = True) -> dict:
     groups = [g for g in (group(p) for p in sorted(resolve(sweeps_dir).glob("*__*")) if p.is_dir()) if g]
+    if not groups:
+        raise RunNotFound(f"no finished sweep runs under {resolve(sweeps_dir)}: run `make sweep` first "
+                          f"(the committed {out} is left as it is)")
     for g in groups:
         runs = g.pop("_runs")
         if copy_runs:

@@ -132,7 +132,7 @@ def run_seed(spec: SweepSpec, seed: int, log=print) -> Run:
     if (run_dir / "results.json").is_file():
         return Run(run_dir)
     if (run_dir / "last.pt").is_file():
-        return fit(resume=run_dir, log=log)
+        return fit(resume=run_dir, overrides={"epochs": cfg.epochs}, log=log)
     if run_dir.exists():  # died before its first epoch ended: nothing to keep
         import shutil
 

@@ -33,7 +33,7 @@ def test_cli_help_shows_defaults_and_bad_override_fails_cleanly():
     run = lambda *a: subprocess.run([sys.executable, "-m", "mnist_pairs", *a], capture_output=True, text=True,
                                     cwd=PROJECT_ROOT, timeout=120)
     h = run("train", "--help")
-    assert h.returncode == 0 and "batch_size" in h.stdout and "256" in h.stdout
+    assert h.returncode == 0 and "batch_size" in h.stdout and "256" in h.stdout and "precision" in h.stdout
     bad = run("train", "--params", "params/smoke.yaml", "--set", "epcohs=3")
     assert bad.returncode == 2 and "did you mean 'epochs'" in bad.stderr
     v = run("verify-data")

@@ -1,0 +1,130 @@
+"""Sweeps on Optuna (two workers, one storage), the summary, and the report rendered from them."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import yaml
+
+from mnist_pairs import report as R
+from mnist_pairs.analysis import analyze, publish
+from mnist_pairs.summary import summarize
+from mnist_pairs.sweep import SweepSpec, _study, parse_seeds, sweep
+
+TINY = (("epochs", 2), ("train_pairs", 512), ("test_pairs", 200), ("val_pairs", 200), ("val_images", 200),
+        ("heldout_pairs", 400), ("batch_size", 64))
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweeps")
+    val = SweepSpec("params/smoke.yaml", "validation", TINY, None, str(root))
+    runs = sweep(val, [0, 1, 2], workers=2, log=lambda m: None)
+    test = SweepSpec("params/smoke.yaml", "test", TINY, None, str(root))
+    sweep(test, [0, 1], workers=1, log=lambda m: None)
+    return root, val, runs
+
+
+def test_seed_ranges():
+    assert parse_seeds("0-4") == [0, 1, 2, 3, 4] and parse_seeds("1,5,9") == [1, 5, 9]
+    with pytest.raises(Exception, match="--seeds"):
+        parse_seeds("a-b")
+
+
+def test_two_workers_finish_every_trial_once(swept):
+    from optuna.trial import TrialState
+
+    root, spec, runs = swept
+    trials = _study(spec).get_trials()
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert sorted(t.params["seed"] for t in done) == [0, 1, 2]         # each seed once, none twice
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert len({t.user_attrs["worker"] for t in done}) == 2               # both workers took trials
+    assert sorted(r.cfg.seed for r in runs) == [0, 1, 2]
+    assert all("resumes" not in r.env for r in runs)                      # nobody trained a seed twice
+    # a re-run enqueues nothing and trains nothing
+    again = sweep(spec, [0, 1, 2], workers=2, log=lambda m: None)
+    assert [r.dir for r in again] == [r.dir for r in runs]
+    assert len(_study(spec).get_trials()) == len(trials)
+
+
+def test_a_killed_trial_is_resumed_by_the_next_sweep(tmp_path):
+    import os
+    import socket
+    import subprocess
+
+    from optuna.trial import TrialState
+
+    from mnist_pairs.train import fit
+
+    spec = SweepSpec("params/smoke.yaml", "validation", TINY, None, str(tmp_path))
+    # a worker took seed 5, finished one epoch of two, and was killed
+    partial = fit(spec.config(5).replace(epochs=1), log=lambda m: None)
+    for f in ("results.json", "scores.npz"):
+        (partial.dir / f).unlink()
+    study = _study(spec)
+    study.enqueue_trial({"seed": 5})
+    trial = study.ask()
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer runs
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{gone.pid}")
+    assert study.get_trials()[0].state == TrialState.RUNNING
+
+    runs = sweep(spec, [5], workers=1, log=lambda m: None)
+    assert [r.cfg.seed for r in runs] == [5] and runs[0].finished
+    assert [h["epoch"] for h in runs[0].records] == [1, 2]                 # resumed, not restarted
+    assert runs[0].env["resumes"][0]["from_epoch"] == 1
+    states = sorted(t.state.name for t in _study(spec).get_trials())
+    assert states == ["COMPLETE", "FAIL"] and os.getpid() != gone.pid
+
+
+def test_summary_and_report(swept, tmp_path):
+    root, _, runs = swept
+    reports = tmp_path / "reports"
+    summary = summarize(str(root), reports / "summary.json")
+    groups = summary["groups"]
+    assert set(groups) == {"smoke__validation", "smoke__test"}
+    g = groups["smoke__validation"]
+    assert g["protocol"] == "validation" and g["model"] == "siamese" and g["params"] == 192_449
+    assert [r["seed"] for r in g["runs"]] == [0, 1, 2] and g["n_runs"] == 3
+    for field in ("seed", "selected_epoch", "test_acc", "final_test_acc", "best_test_acc", "heldout_acc",
+                  "heldout_auc", "heldout_ci95", "heldout_pairs", "train_seconds", "autocast", "cpu", "device"):
+        assert field in g["runs"][0], field
+    accs = [r["heldout_acc"] for r in g["runs"]]
+    assert g["mean"]["heldout_acc"] == pytest.approx(sum(accs) / 3)
+    assert g["ci95"]["heldout_acc"][0] < g["mean"]["heldout_acc"] < g["ci95"]["heldout_acc"][1]
+    assert (reports / "sweeps" / "smoke__validation" / "seed0" / "results.json").is_file()
+
+    publish(analyze(runs[0], log=lambda m: None), "seed_siamese", reports)
+    text = R.write_report(reports / "report_zh.md", reports).read_text(encoding="utf-8")
+    assert "验证协议" in text and "测试协议（按测试集选择）" in text
+    for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
+        assert (reports / link).is_file(), link
+    # the one-run table is the published run's history
+    h = json.loads((reports / "runs" / "seed_siamese" / "history.json").read_text())
+    assert f"| {h[-1]['epoch']} | {h[-1]['train_loss']:.4f} | {h[-1]['train_acc']:.4f} |" in text
+    assert "复现检查" in text and "95% 预测区间" in text
+
+
+def test_report_on_a_cpu_without_bf16_says_fp32_and_claims_nothing_else(swept, tmp_path):
+    root, _, runs = swept
+    reports = tmp_path / "reports"
+    summarize(str(root), reports / "summary.json")
+    publish(analyze(runs[0], log=lambda m: None), "seed_siamese", reports)
+    env_path = reports / "runs" / "seed_siamese" / "env.json"
+    env = json.loads(env_path.read_text())
+    env.update(cpu="AMD EPYC 7B12 (AVX2 fixture)", cpu_isa="avx2", cpu_native_bf16=False, precision="fp32",
+               autocast="off", grad_scaler=False)
+    env_path.write_text(json.dumps(env))
+    cfg_path = reports / "runs" / "seed_siamese" / "config.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["precision"] = "fp32"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    facts = R.collect(reports)
+    assert facts["S"]["env"]["precision"] == "fp32"
+    assert facts["repro"]["same_environment"] is False
+    text = R.render(facts)
+    assert "该 CPU 不原生支持 bf16" in text and "| 精度 | fp32（autocast：off" in text
+    assert "该 CPU 原生支持 bf16" not in text
+    assert "与多种子运行的环境不同" in text and "逐位相同" not in text.split("## 10.")[1].split("不会逐位相同")[0]
