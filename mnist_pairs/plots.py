@@ -75,15 +75,15 @@ def _figure(nrows: int = 1, ncols: int = 1, figsize=None):
 def plot_curves(history: list[dict]) -> Figure:
     """Loss, accuracy and ROC-AUC per epoch: training, validation (if any) and test pairs."""
     ep = [h["epoch"] for h in history]
-    sets = [("train", "训练", "o-"), ("val", "验证", "^-"), ("test", "测试", "s-")]
+    sets = [("train", "训练", "o-", "C0"), ("val", "验证", "^-", "C1"), ("test", "测试", "s-", "C2")]
     fig, ax = _figure(1, 3, figsize=(15, 4))
-    for key, name, style in sets:
+    for key, name, style, color in sets:
         if f"{key}_loss" not in history[0]:
             continue
-        ax[0].plot(ep, [h[f"{key}_loss"] for h in history], style, label=name)
-        ax[1].plot(ep, [h[f"{key}_acc"] for h in history], style, label=name)
+        ax[0].plot(ep, [h[f"{key}_loss"] for h in history], style, color=color, label=name)
+        ax[1].plot(ep, [h[f"{key}_acc"] for h in history], style, color=color, label=name)
         if key != "train":
-            ax[2].plot(ep, [h[f"{key}_auc"] for h in history], style, label=name)
+            ax[2].plot(ep, [h[f"{key}_auc"] for h in history], style, color=color, label=name)
     ax[0].set(title="损失曲线", xlabel="轮次 (epoch)", ylabel="BCE 损失")
     ax[1].set(title="准确率曲线", xlabel="轮次 (epoch)", ylabel="准确率")
     ax[2].set(title="ROC-AUC", xlabel="轮次 (epoch)", ylabel="ROC-AUC")
