@@ -1,22 +1,24 @@
-"""Each speed lever measured alone, on one fixed batch, in one process.
+"""Each speed lever measured alone on the CPU, on one fixed batch, in one process.
 
-    python benchmarks/bench_levers.py [--out reports/benchmarks/bench_levers.json] [--compile]
+    python benchmarks/bench_levers.py --compile --out reports/benchmarks/bench_levers.json
+    python benchmarks/bench_levers.py            # without torch.compile (no C++ compiler needed)
 
-Rows: a training step (forward + backward + AdamW, 256 pairs of the Siamese net) in
-fp32 NCHW, channels_last, bfloat16 autocast, both, with 1 and with all threads, and with
-torch.compile (compile time reported apart); the batched augmentation of one batch; and
-evaluation of the 4,000 test pairs with and without cached embeddings. Median of repeats;
-each row also as seconds per epoch (47 steps of 256 pairs). The last line is JSON.
+Rows: a training step (forward + backward + AdamW, 256 pairs of the Siamese net) in fp32
+NCHW, fp32 channels_last, and, where the CPU runs bf16 natively, bf16 autocast NCHW and
+channels_last; the default setting ("auto" precision, channels_last) with 1 thread; with
+--compile, the default setting under torch.compile (compile time reported apart, from a cold
+compile cache); the batched augmentation of one batch; and scoring the 4,000 test pairs pair
+by pair at batch 256 and with cached embeddings (as `evaluate` does). Median of repeats; each
+row also as seconds per epoch (47 steps of 256 pairs; one scoring of the test pairs).
+Writes data only: the last line printed is one JSON object; `--out FILE` also writes it.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 # A cold compile cache, so the compile time below is what a first run pays.
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="inductor_"))
@@ -24,28 +26,33 @@ os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="induct
 import torch
 import torch.nn.functional as F
 
+from mnist_pairs import augment as A
 from mnist_pairs import data as D
+from mnist_pairs import hardware as H
 from mnist_pairs import train as T
 from mnist_pairs.config import Config
 from mnist_pairs.models import build_model
-from timing import median_time
+from timing import emit, median_time, provenance
 
-STEPS_PER_EPOCH = 47
+CFG = Config(protocol="test", heldout_pairs=0)
+STEPS_PER_EPOCH = -(-CFG.train_pairs // CFG.batch_size)  # 47
+CPU = torch.device("cpu")
 
 
-def train_step_time(channels_last: bool, dtype, threads: int, compile_: bool = False, reps: int = 15):
+def train_step_time(channels_last: bool, precision: str, threads: int, compile_: bool = False, reps: int = 15):
+    """(median seconds of one training step, seconds of the first step: the compilation if any)."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = build_model("siamese").to(memory_format=fmt)
     step_model = torch.compile(model) if compile_ else model
-    opt = torch.optim.AdamW(model.parameters(), lr=8e-4)
-    xa = torch.randn(256, 1, 28, 28).contiguous(memory_format=fmt)
-    xb = torch.randn(256, 1, 28, 28).contiguous(memory_format=fmt)
-    y = (torch.rand(256) > 0.5).float()
+    opt = torch.optim.AdamW(model.parameters(), lr=CFG.lr)
+    xa = torch.randn(CFG.batch_size, 1, 28, 28).contiguous(memory_format=fmt)
+    xb = torch.randn(CFG.batch_size, 1, 28, 28).contiguous(memory_format=fmt)
+    y = (torch.rand(CFG.batch_size) > 0.5).float()
 
     def step():
-        with T._autocast(torch.device("cpu"), dtype):
+        with H.autocast(CPU, precision):
             logits = step_model(xa, xb)
         loss = F.binary_cross_entropy_with_logits(logits.float(), y)
         opt.zero_grad(set_to_none=True)
@@ -60,58 +67,50 @@ def train_step_time(channels_last: bool, dtype, threads: int, compile_: bool = F
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=None)
+    p.add_argument("--out", default=None, help="also write the JSON to this file")
     p.add_argument("--compile", action="store_true", help="also time torch.compile (needs a C++ compiler; slow)")
     args = p.parse_args(argv)
     all_threads = torch.get_num_threads()
-    bf16 = torch.bfloat16 if T.cpu_has_native_bf16() else None
+    default = H.resolve_precision(CFG, CPU)  # bf16 where the CPU has native bf16, else fp32
+    cases = [("fp32", False), ("fp32", True)] + ([("bf16", False), ("bf16", True)] if H.cpu_has_native_bf16() else [])
     rows = {}
-    for name, cl, dtype, th in [("fp32 NCHW", False, None, all_threads), ("fp32 channels_last", True, None, all_threads),
-                                ("bf16 NCHW", False, bf16, all_threads), ("bf16 channels_last (default)", True, bf16, all_threads),
-                                ("bf16 channels_last, 1 thread", True, bf16, 1)]:
-        if dtype is None and "bf16" in name:
-            continue
-        s, _ = train_step_time(cl, dtype, th)
-        rows[name] = {"step_ms": round(1000 * s, 1), "s_per_epoch": round(s * STEPS_PER_EPOCH, 2)}
-        print(f"{name:<34} {rows[name]['step_ms']:>8.1f} ms/step  {rows[name]['s_per_epoch']:>6.2f} s/epoch", flush=True)
+
+    def add(name: str, seconds: float, per_epoch: int, **extra) -> None:
+        """A row: milliseconds per step (or per evaluation) and seconds per epoch."""
+        r = rows[name] = {"step_ms": round(1000 * seconds, 1), "s_per_epoch": round(seconds * per_epoch, 2), **extra}
+        print(f"{name:<40} {r['step_ms']:>8.1f} ms  {r['s_per_epoch']:>6.2f} s/epoch"
+              + (f"  (compile {extra['compile_s']} s)" if extra else ""), flush=True)
+
+    for precision, cl in cases:
+        name = f"{precision} {'channels_last' if cl else 'NCHW'}"
+        name += " (default)" if (precision, cl) == (default, True) else ""
+        add(name, train_step_time(cl, precision, all_threads)[0], STEPS_PER_EPOCH)
+    add(f"{default} channels_last, 1 thread", train_step_time(True, default, 1)[0], STEPS_PER_EPOCH)
     torch.set_num_threads(all_threads)
     if args.compile:
-        s, first = train_step_time(True, bf16, all_threads, compile_=True, reps=10)
-        rows["bf16 channels_last + torch.compile"] = {"step_ms": round(1000 * s, 1), "s_per_epoch": round(s * STEPS_PER_EPOCH, 2),
-                                                      "compile_s": round(first, 1)}
-        print(f"{'bf16 channels_last + torch.compile':<34} {1000 * s:>8.1f} ms/step  {s * STEPS_PER_EPOCH:>6.2f} s/epoch"
-              f"  (compile {first:.1f} s)", flush=True)
+        s, first = train_step_time(True, default, all_threads, compile_=True, reps=10)
+        add(f"{default} channels_last + torch.compile", s, STEPS_PER_EPOCH, compile_s=round(first, 1))
 
-    cfg = Config()
-    sub = D.load_subset()
-    a, b, _ = D.train_pairs(sub.train_labels, cfg.train_pairs, cfg.seed, 1)
-    aug = D.draw_aug(512, cfg, D.aug_generator(cfg.seed, 1))
-    idx = torch.cat([a[:256], b[:256]])
-    s = median_time(lambda: D.normalize(D.augment(sub.train_images[idx], aug)), 20)
-    rows["batched augmentation (512 images)"] = {"step_ms": round(1000 * s, 1), "s_per_epoch": round(s * STEPS_PER_EPOCH, 2)}
-    print(f"{'batched augmentation (512 images)':<34} {1000 * s:>8.1f} ms/batch {s * STEPS_PER_EPOCH:>6.2f} s/epoch")
+    data = T.DeviceData(D.load_data(CFG), CFG, CPU)
+    n = CFG.batch_size  # one batch of pairs: both sides augmented in one call, as train_one_epoch does
+    a, b, _ = D.train_pairs(data.train_labels, n, CFG.seed, 1)
+    aug = A.draw_aug(2 * n, CFG, A.aug_generator(CFG.seed, 1))
+    s = median_time(lambda: A.normalize(A.augment_pair_batch(data.train_images, a, b, aug, 0, n)), 20)
+    add(f"batched augmentation ({2 * n} images)", s, STEPS_PER_EPOCH)
 
-    data = T.PairData(cfg, torch.device("cpu"))
-    model = build_model("siamese").to(memory_format=torch.channels_last).eval()
-    dev = torch.device("cpu")
-    s_cached = median_time(lambda: T.evaluate(model, data, cfg, dev, bf16), 5, 1)
-    images = data.test_images
+    model = build_model("siamese").to(memory_format=H.memory_format(CFG)).eval()
+    test, images = data.cpu.sets["test"], data.eval_images["test"]
 
     def eval_uncached():
-        with torch.no_grad(), T._autocast(dev, bf16):
-            for i in range(0, len(data.test_a), cfg.batch_size):
-                model(images[data.test_a[i:i + cfg.batch_size]], images[data.test_b[i:i + cfg.batch_size]])
+        with torch.no_grad(), H.autocast(CPU, default):
+            for i in range(0, len(test.a), CFG.batch_size):
+                model(images[test.a[i:i + CFG.batch_size]], images[test.b[i:i + CFG.batch_size]])
 
-    s_plain = median_time(eval_uncached, 5, 1)
-    rows["evaluation, pairs at batch 256"] = {"step_ms": round(1000 * s_plain, 1), "s_per_epoch": round(s_plain, 2)}
-    rows["evaluation, cached embeddings (default)"] = {"step_ms": round(1000 * s_cached, 1), "s_per_epoch": round(s_cached, 2)}
-    print(f"{'evaluation, pairs at batch 256':<34} {s_plain:>8.2f} s/epoch")
-    print(f"{'evaluation, cached embeddings':<34} {s_cached:>8.2f} s/epoch")
-    out = {"rows": rows, "threads": all_threads, "cpu": T.environment(dev)["cpu"], "torch": torch.__version__}
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(out, ensure_ascii=False, indent=1))
-    print(json.dumps(out, ensure_ascii=False))
+    add("evaluation, pairs at batch 256", median_time(eval_uncached, 5, 1), 1)
+    s = median_time(lambda: T.evaluate(model, data, CFG, CPU, default), 5, 1)
+    add("evaluation, cached embeddings (default)", s, 1)  # as every epoch of `fit` scores the test pairs
+    emit({"rows": rows, "precision": default, "cpu_native_bf16": H.cpu_has_native_bf16(),
+          **provenance(__file__, argv)}, args.out)
     return 0
 
 

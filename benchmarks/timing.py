@@ -1,8 +1,19 @@
-"""Shared by the benchmark scripts (run as `python benchmarks/X.py`, so this imports as `timing`)."""
+"""Shared by the benchmark scripts (run as `python benchmarks/X.py`, so this imports as `timing`):
+timing, the facts every result carries, and writing the result (JSON only)."""
 from __future__ import annotations
 
+import json
+import shlex
 import statistics
+import sys
 import time
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from mnist_pairs.hardware import cpu_name
+from mnist_pairs.paths import atomic_write_text
 
 
 def median_time(fn, reps: int, warmup: int = 1) -> float:
@@ -15,3 +26,18 @@ def median_time(fn, reps: int, warmup: int = 1) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def provenance(script: str, argv: list[str] | None) -> dict:
+    """Where and how a result was measured: CPU, threads, torch, the command line, the time."""
+    args = sys.argv[1:] if argv is None else argv
+    return {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "command": shlex.join(["python", f"benchmarks/{Path(script).name}", *args]),
+            "measured": datetime.now().astimezone().isoformat(timespec="seconds")}
+
+
+def emit(result: dict, out: str | None) -> None:
+    """Write `result` to `out` (if given) and print it as the last line of stdout."""
+    if out:
+        atomic_write_text(out, json.dumps(result, ensure_ascii=False, indent=1) + "\n")
+    print(json.dumps(result, ensure_ascii=False))

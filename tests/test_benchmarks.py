@@ -1,4 +1,5 @@
-"""The benchmark scripts run and print the fields the README and the report read (not timed)."""
+"""The benchmark scripts run and print the fields the README and the report read (not timed).
+They write data only: one JSON object, printed as the last line and written with --out."""
 from __future__ import annotations
 
 import json
@@ -14,14 +15,22 @@ def _last_json(*args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_bench_epoch_quick_reports_every_field():
-    r = _last_json("benchmarks/bench_epoch.py", "--quick", "--rounds", "1")
-    for key in ("seed_style_s_per_epoch", "project_s_per_epoch", "speedup", "compute_only_s_per_epoch",
-                "gflops_achieved", "peak_rss_mb"):
+def test_bench_epoch_quick_reports_every_field(tmp_path):
+    out = tmp_path / "bench_epoch.json"
+    r = _last_json("benchmarks/bench_epoch.py", "--quick", "--rounds", "1", "--out", str(out))
+    for key in ("seed_style_s_per_epoch", "project_s_per_epoch", "project_fp32_s_per_epoch", "speedup",
+                "compute_only_s_per_epoch", "gflops_achieved", "flop_per_epoch_T", "peak_rss_mb", "threads"):
         assert r[key] > 0, key
     assert abs(r["speedup"] - r["seed_style_s_per_epoch"] / r["project_s_per_epoch"]) < 0.01
+    assert r["quick"] is True and r["rounds"] == 1 and r["device"] == "cpu"
+    assert r["precision"] in ("fp32", "bf16") and r["autocast"] == {"fp32": "off", "bf16": "bfloat16"}[r["precision"]]
+    assert isinstance(r["cpu_native_bf16"], bool)
+    assert r["command"].startswith("python benchmarks/bench_epoch.py --quick") and r["measured"]
+    assert "table_zh" not in r
+    assert json.loads(out.read_text()) == r  # the file holds exactly the printed data
 
 
 def test_bench_infer_reports_both_modes(tmp_path):
     r = _last_json("benchmarks/bench_infer.py", "--reps", "1", "--run", str(tmp_path / "none"))
     assert r["direct_pairs_per_s"] > 0 and r["cached_pairs_per_s"] > r["direct_pairs_per_s"]
+    assert r["gallery"] == 1000 and r["queries"] == 100 and r["cpu"] and r["command"] and r["measured"]
