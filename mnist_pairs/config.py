@@ -237,7 +237,8 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
-        raise ConfigError(f"{p} must hold a mapping of key: value, got {type(loaded).__name__}")
+        line = yaml.compose(text, Loader=yaml.SafeLoader).start_mark.line + 1
+        raise ConfigError(f"{p}, line {line}: the file must hold a mapping of key: value, got {type(loaded).__name__}")
     return loaded
 
 

@@ -61,7 +61,8 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
         return torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
         what = ("start the run again, or resume from a copy of last.pt" if path.name == "last.pt" else
-                "resume the run (it rewrites best.pt at the next better epoch) or train it again")
+                "train the run again (`python -m mnist_pairs train --params <run>/config.yaml --set run_name=…`); "
+                "its last.pt still holds the final epoch's weights (Run.model('last'))")
         raise CheckpointError(f"{path} cannot be read: truncated or corrupt ({type(e).__name__}: "
                               f"{str(e).strip()[:200]}). To fix it, {what}.") from None
 

@@ -134,7 +134,12 @@ def _prepare(cfg: Config | None, resume, overrides: dict | None):
     if not (run_dir / "last.pt").is_file():
         raise RunNotFound(f"cannot resume {run_dir}: it has no last.pt (it died before its first epoch ended); "
                           "start a new run instead")
-    return saved.replace(**changes), run_dir, load_checkpoint(run_dir / "last.pt")
+    state = load_checkpoint(run_dir / "last.pt")
+    if (run_dir / "best.pt").is_file():
+        load_checkpoint(run_dir / "best.pt")  # a damaged best.pt is reported now, before anything is written
+    for tmp in run_dir.glob(".*.tmp*"):       # left by a write that a kill interrupted
+        tmp.unlink()
+    return saved.replace(**changes), run_dir, state
 
 
 def fit(cfg: Config | None = None, resume=None, overrides: dict | None = None, log=print) -> Run:
