@@ -11,7 +11,7 @@ model are scored once on every pair set; scores.npz and results.json hold the ou
 """
 from __future__ import annotations
 
-import json
+import io
 import math
 import sys
 import time
@@ -231,8 +231,6 @@ def finish(run_dir, final_model, data: DeviceData, cfg: Config, device, precisio
     for tag, model in (("best", selected), ("final", final_model)):
         for name, pairs in data.cpu.sets.items():
             logits[f"{tag}_{name}"] = score(model, data.eval_images[name], pairs, cfg, device, precision).numpy()
-    import io
-
     buf = io.BytesIO()
     np.savez_compressed(buf, **logits)
     atomic_write_bytes(run_dir / "scores.npz", buf.getvalue())
