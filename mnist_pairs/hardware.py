@@ -113,6 +113,7 @@ def environment(device: torch.device, precision: str) -> dict:
         "cpu_isa": "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "other",
         "cpu_native_bf16": cpu_has_native_bf16(),
         "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+        "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the kernels ATen dispatches to
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "cuda": torch.version.cuda if device.type == "cuda" else None,
