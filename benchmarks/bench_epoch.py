@@ -203,6 +203,7 @@ def run(quick: bool, rounds: int, device_name: str = "cpu") -> dict:
             "compute_only_s_per_epoch": round(step_s * steps, 3),
             "gflops_achieved": round(step_flops / step_s / 1e9, 1),
             "flop_per_epoch_T": round(step_flops * steps / 1e12, 3),
+            "train_pairs": cfg.train_pairs, "test_pairs": cfg.test_pairs, "steps_per_epoch": steps,
             "peak_rss_mb": round(rss, 1), "peak_rss_worker_mb": round(rss_workers, 1), "quick": quick, "rounds": rounds,
             "precision": precision, "autocast": str(dtype).replace("torch.", "") if dtype else "off",
             "cpu_native_bf16": H.cpu_has_native_bf16(), "device": str(device),

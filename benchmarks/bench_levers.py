@@ -109,7 +109,7 @@ def main(argv=None) -> int:
     add("evaluation, pairs at batch 256", median_time(eval_uncached, 5, 1), 1)
     s = median_time(lambda: T.evaluate(model, data, CFG, CPU, default), 5, 1)
     add("evaluation, cached embeddings (default)", s, 1)  # as every epoch of `fit` scores the test pairs
-    emit({"rows": rows, "precision": default, "cpu_native_bf16": H.cpu_has_native_bf16(),
+    emit({"rows": rows, "steps_per_epoch": STEPS_PER_EPOCH, "precision": default, "cpu_native_bf16": H.cpu_has_native_bf16(),
           **provenance(__file__, argv)}, args.out)
     return 0
 

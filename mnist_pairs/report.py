@@ -22,7 +22,7 @@ from .mnist import MNIST_FILES
 from .models import build_model, count_parameters
 from .paths import REPORTS_DIR, atomic_write_text, resolve
 from .runs import Run
-from .seed_reference import SEED
+from .seed_reference import SEED, SEED_HISTORY
 
 TEMPLATE = Path(__file__).parent / "templates" / "report_zh.md.j2"
 FIGURES = [("curves", "学习曲线（训练、验证与测试对）"), ("curves_vs_seed", "与原实验学习曲线的对比"),
@@ -64,6 +64,11 @@ def environment_key(env: dict) -> tuple:
     """What must match for two runs to be expected to agree bit for bit."""
     return (env.get("cpu"), env.get("device"), env.get("gpu"), env.get("precision"), env.get("torch"),
             env.get("torch_threads"))
+
+
+def short_commit(commit: str) -> str:
+    """12 hex digits, keeping the "-dirty" mark of a run made from uncommitted changes."""
+    return commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
 
 
 def percentile_of(value: float, xs: list[float]) -> float:
@@ -118,7 +123,8 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
     bench = _json(reports_dir / "benchmarks" / "bench_epoch.json")
     rel = lambda p: os.path.relpath(p, reports_dir)
     return {
-        "seed": SEED, "commit": S["env"]["git_commit"][:12],
+        "seed": SEED, "seed_row": SEED_HISTORY[SEED["best_epoch"] - 1], "commit": short_commit(S["env"]["git_commit"]),
+        "sweep_commits": sorted({short_commit(r["git_commit"]) for g in groups.values() for r in g["runs"]}),
         "mnist_files": [(k, v[1], v[0]) for k, v in MNIST_FILES.items()],
         "n_train_source": sub.n_train_source, "n_test_source": sub.n_test_source,
         "n_train": len(sub.train_labels), "n_test": len(sub.test_labels), "n_heldout_images": len(sub.heldout_labels),
@@ -163,7 +169,7 @@ def _environment():
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE.parent), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(pct=pct, f4=lambda x: f"{x:.4f}", f2=lambda x: f"{x:.2f}", f1=lambda x: f"{x:.1f}",
+    env.filters.update(code=lambda x: f"`{x}`", pct=pct, f4=lambda x: f"{x:.4f}", f2=lambda x: f"{x:.2f}", f1=lambda x: f"{x:.1f}",
                        f0=lambda x: f"{x:.0f}", thousands=lambda x: f"{x:,}")
     env.globals.update(pm=pm)
     return env

@@ -382,3 +382,36 @@ def test_03_analysis_rejects_a_misspelt_parameter(tmp_path):
     _never_ran(nb, "analyze(run)")
     assert not any(p.exists() for p in published)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.ipynb"]
+
+
+PAPERMILL_PARAMS_CASES = ["syntax", "tab", "nul", "list", "duplicate", "lr_inf", "fraction_tiny"]
+
+
+@pytest.mark.parametrize("case", PAPERMILL_PARAMS_CASES)
+def test_02_train_with_a_bad_params_file_fails_at_the_config_cell(tmp_path, mnist_root, case):
+    """The bad params files of the CLI cases, given to 02 as `-p params_file …`: the same message
+    (file, line or key), raised by the config cell, with nothing written."""
+    import re
+
+    text, patterns = next((t, p) for c, t, p in BAD_PARAMS if c == case)
+    root = scratch_data_root(tmp_path / "data", mnist_root)
+    root_before = listing(root)
+    out_dir = tmp_path / "runs"
+    params = tmp_path / "params.yaml"
+    params.write_bytes(text.format(out=out_dir, data=root).encode("utf-8"))
+    err, nb = _execute("02_train.ipynb", tmp_path, {"params_file": str(params), "run_name": "pm"})
+    assert err.ename == "ConfigError", (err.ename, err.evalue)
+    assert str(params) in err.evalue, err.evalue
+    for pattern in patterns:
+        assert re.search(pattern, err.evalue), (pattern, err.evalue)
+    _never_ran(nb, "load_data(cfg)")
+    assert not out_dir.exists() and listing(root) == root_before
+
+
+def test_03_analysis_of_a_missing_run_names_it(tmp_path):
+    missing = tmp_path / "no_such_run"
+    err, nb = _execute("03_analysis.ipynb", tmp_path, {"run_dir": str(missing)})
+    assert err.ename == "RunNotFound", (err.ename, err.evalue)
+    assert str(missing) in err.evalue and "not a run folder" in err.evalue, err.evalue
+    _never_ran(nb, "analyze(run)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.ipynb"]
