@@ -7,6 +7,9 @@
     python -m mnist_pairs sweep --params params/seed_siamese.yaml --protocol validation --seeds 0-4
     python -m mnist_pairs summarize                   # reports/summary.json from the sweeps
     python -m mnist_pairs study                       # notebooks 01→02→03, then the report
+    python -m mnist_pairs export reports/runs/seed_siamese --onnx out/onnx
+    python -m mnist_pairs compare a.png b.png [--onnx out/onnx] [--json]
+    python -m mnist_pairs compare query.png --gallery photos/
 
 Bad input (a params file, an override, a damaged file, a missing run) prints one line
 `error: …` and exits with code 2, before anything is written.
@@ -54,6 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override one config key (repeatable)")
     sub.add_parser("summarize", help="write reports/summary.json from the sweeps' run folders, and the README tables")
     sub.add_parser("readme", help="re-render the README's result tables from reports/ (benchmarks, summary)")
+    e = sub.add_parser("export", help="ONNX graphs of a run's selected model (encoder, head), with a parity check")
+    e.add_argument("run", help="a finished run folder (Siamese model)")
+    e.add_argument("--onnx", required=True, metavar="DIR", help="folder for encoder.onnx, head.onnx, meta.json")
+    e.add_argument("--pair", action="store_true", help="also write pair.onnx (both images in, one logit out)")
+    c = sub.add_parser("compare", help="do two pictures show the same digit? (any format Pillow reads)")
+    c.add_argument("images", nargs="+", metavar="IMAGE", help="two pictures, or one query with --gallery")
+    c.add_argument("--gallery", metavar="DIR", help="rank every picture in DIR against the query")
+    c.add_argument("--top", type=int, default=5, help="gallery matches to print (default 5)")
+    c.add_argument("--run", default=None, help="run folder (default: reports/runs/seed_siamese)")
+    c.add_argument("--onnx", default=None, metavar="DIR", help="score with an ONNX export instead of a run")
+    c.add_argument("--json", action="store_true", help="print one JSON object")
     s = sub.add_parser("study", help="the full study: notebooks 01→02→03 for both seed configs, then the report")
     s.add_argument("--params", nargs="+", default=["params/seed_siamese.yaml", "params/seed_concat.yaml"])
     s.add_argument("--report-only", action="store_true", help="regenerate the report from published runs")
@@ -114,6 +128,25 @@ def _run(args) -> int:
 
         print(update_readme())
         return 0
+    if args.command == "export":
+        from .data import load_data
+        from .deploy import export_onnx, parity
+        from .runs import Run
+
+        run = Run.open(args.run)
+        out = export_onnx(run, args.onnx, pair=args.pair)
+        for p in sorted(out.iterdir()):
+            print(p)
+        check = parity(run, out, load_data(run.cfg, log=lambda m: None).sets["heldout"])
+        print(f"parity on {check['pairs']:,} held-out pairs: max |Δ logit| {check['max_abs_logit_diff']:.2e}, "
+              f"decisions {'identical' if check['decisions_identical'] else 'DIFFERENT'}"
+              + (f"; pair.onnx on the first 4,096: {check['pair_graph_max_abs_logit_diff']:.2e}" if args.pair else ""))
+        worst = max(check["max_abs_logit_diff"], check.get("pair_graph_max_abs_logit_diff", 0.0))
+        return 0 if worst <= 1e-4 and check["decisions_identical"] else 1
+    if args.command == "compare":
+        from .compare import compare
+
+        return compare(args)
     if args.command == "study":
         from .study import run_study
 

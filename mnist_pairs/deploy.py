@@ -1,0 +1,178 @@
+"""A trained run outside training: ONNX graphs, and one scorer for `compare`.
+
+    export_onnx(run, "out/")        # encoder.onnx + head.onnx (+ pair.onnx), meta.json
+    scorer = open_scorer(run=run)   # or open_scorer(onnx="out/"): the same interface
+
+The encoder and the comparison head are separate graphs, the usual Siamese deployment: embed
+a gallery once, then run only the small head per pair. Both take dynamic batch sizes. Inputs
+are images in [0, 1] (as `images.load_digit` gives them); the MNIST normalisation is inside the
+encoder graph. meta.json carries the decision threshold the run chose on its selection set.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .augment import normalize
+from .errors import ConfigError
+from .paths import atomic_write_text
+from .runs import Run
+
+OPSET = 18
+
+
+class _Encoder(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.embed(normalize(images))
+
+
+class _Head(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ea: torch.Tensor, eb: torch.Tensor) -> torch.Tensor:
+        return self.model.compare_embeddings(ea, eb)
+
+
+class _Pair(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        # each side embedded on its own (the training forward concatenates them, which makes the
+        # exporter fix b's batch size); the same numbers in eval mode
+        m = self.model
+        return m.compare_embeddings(m.embed(normalize(a)), m.embed(normalize(b)))
+
+
+def _siamese(run: Run) -> nn.Module:
+    if run.cfg.model != "siamese":
+        raise ConfigError(f"{run.dir} holds a {run.cfg.model!r} model: export and compare need the Siamese model "
+                          "(its encoder and head are what get deployed)")
+    return run.model()
+
+
+def _export(module: nn.Module, args: tuple, names: list[str], out: Path) -> None:
+    batch = torch.export.Dim("batch", min=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), args, str(out), dynamo=True, external_data=False, opset_version=OPSET,
+                          input_names=names[:-1], output_names=names[-1:],
+                          dynamic_shapes=tuple({0: batch} for _ in args), verbose=False)
+
+
+def export_onnx(run: Run, out_dir: str | os.PathLike, pair: bool = False) -> Path:
+    """Write encoder.onnx, head.onnx (and pair.onnx) and meta.json to out_dir; returns out_dir."""
+    model = _siamese(run)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # distinct sample tensors of batch 3: the same tensor twice, or a batch of 1 or 2, lets the
+    # exporter specialise (a - a folds to zero)
+    img_a, img_b = torch.rand(3, 1, 28, 28), torch.rand(3, 1, 28, 28)
+    dim = model.head[0].in_features // 2
+    graphs = {"encoder.onnx": (_Encoder(model), (img_a,), ["images", "embeddings"]),
+              "head.onnx": (_Head(model), (torch.randn(3, dim), torch.randn(3, dim)), ["ea", "eb", "logits"])}
+    if pair:
+        graphs["pair.onnx"] = (_Pair(model), (img_a, img_b), ["a", "b", "logits"])
+    for name, (module, args, names) in graphs.items():
+        _export(module, args, names, out / name)
+    meta = {"run": str(run.dir), "model": run.cfg.model, "threshold": run.results["threshold"],
+            "selection": run.results["selection"], "opset": OPSET, "torch": torch.__version__,
+            "input": "images (B,1,28,28) float32 in [0,1], white ink on black; normalised inside encoder.onnx",
+            "sha256": {n: hashlib.sha256((out / n).read_bytes()).hexdigest() for n in graphs}}
+    atomic_write_text(out / "meta.json", json.dumps(meta, indent=1))
+    return out
+
+
+class TorchScorer:
+    """Scores with the run's selected checkpoint in PyTorch (fp32, eval mode)."""
+
+    def __init__(self, run: Run) -> None:
+        self.model, self.threshold, self.source = _siamese(run), run.results["threshold"], str(run.dir)
+        self.selection = run.results["selection"]
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor) -> np.ndarray:
+        return self.model.embed(normalize(images)).numpy()
+
+    @torch.no_grad()
+    def logits(self, ea: np.ndarray, eb: np.ndarray) -> np.ndarray:
+        return self.model.compare_embeddings(torch.from_numpy(ea), torch.from_numpy(eb)).numpy()
+
+
+class OnnxScorer:
+    """Scores with the exported graphs in onnxruntime (CPU)."""
+
+    def __init__(self, onnx_dir: str | os.PathLike) -> None:
+        import onnxruntime as ort
+
+        d = Path(onnx_dir)
+        if not (d / "meta.json").is_file():
+            raise ConfigError(f"{d} is not an ONNX export (no meta.json): run `python -m mnist_pairs export RUN --onnx {d}`")
+        meta = json.loads((d / "meta.json").read_text())
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        self.encoder, self.head = (ort.InferenceSession(str(d / n), opts, providers=["CPUExecutionProvider"])
+                                   for n in ("encoder.onnx", "head.onnx"))
+        self.threshold, self.selection, self.source = meta["threshold"], meta["selection"], str(d)
+
+    def embed(self, images: torch.Tensor) -> np.ndarray:
+        return self.encoder.run(None, {"images": images.numpy().astype(np.float32)})[0]
+
+    def logits(self, ea: np.ndarray, eb: np.ndarray) -> np.ndarray:
+        return self.head.run(None, {"ea": ea.astype(np.float32), "eb": eb.astype(np.float32)})[0]
+
+
+def open_scorer(run: str | os.PathLike | None = None, onnx: str | os.PathLike | None = None):
+    """An ONNX scorer when `onnx` is given; else the run's (default: the published seed_siamese run,
+    or the latest finished run)."""
+    from .paths import REPORTS_DIR
+
+    if onnx:
+        return OnnxScorer(onnx)
+    if run:
+        return TorchScorer(Run.open(run))
+    published = REPORTS_DIR / "runs" / "seed_siamese"
+    return TorchScorer(Run.open(published) if (published / "results.json").is_file() else Run.latest())
+
+
+def probability(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+
+
+def pair_logits(scorer, images: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    """Logits of pairs (a[i], b[i]) among `images` in [0, 1]: each image embedded once."""
+    emb = np.concatenate([scorer.embed(images[i:i + 2048]) for i in range(0, len(images), 2048)])
+    return scorer.logits(emb[a.numpy()], emb[b.numpy()])
+
+
+def parity(run: Run, onnx_dir: str | os.PathLike, pairs) -> dict:
+    """onnxruntime against PyTorch on fixed pairs (a data.PairSet): largest logit difference, and
+    whether every decision at the run's threshold is the same."""
+    ref = pair_logits(TorchScorer(run), pairs.images, pairs.a, pairs.b)
+    got = pair_logits(OnnxScorer(onnx_dir), pairs.images, pairs.a, pairs.b)
+    t = run.results["threshold"]
+    out = {}
+    if (Path(onnx_dir) / "pair.onnx").is_file():
+        import onnxruntime as ort
+
+        n = min(len(ref), 4096)
+        a, b = (pairs.images[i[:n]].numpy() for i in (pairs.a, pairs.b))
+        whole = ort.InferenceSession(str(Path(onnx_dir) / "pair.onnx"), providers=["CPUExecutionProvider"])
+        out["pair_graph_max_abs_logit_diff"] = float(np.abs(whole.run(None, {"a": a, "b": b})[0] - ref[:n]).max())
+    return out | {"pairs": len(ref), "max_abs_logit_diff": float(np.abs(ref - got).max()),
+            "decisions_identical": bool(((probability(ref) > t) == (probability(got) > t)).all()),
+            "onnx_acc": float(((probability(got) > t) == pairs.y.numpy().astype(bool)).mean())}

@@ -1,0 +1,160 @@
+"""ONNX export (parity with PyTorch on real held-out pairs) and `compare` on real pictures.
+
+Uses the committed seed_siamese run (reports/runs/seed_siamese) and held-out MNIST digits,
+saved as PNG/JPEG plain, inverted, off-centre and at 200x200.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mnist_pairs.config import load_config
+from mnist_pairs.data import load_data
+from mnist_pairs.deploy import OnnxScorer, TorchScorer, export_onnx, pair_logits, parity, probability
+from mnist_pairs.errors import ConfigError
+from mnist_pairs.images import ImageError, load_digit
+from mnist_pairs.paths import PROJECT_ROOT, REPORTS_DIR
+from mnist_pairs.runs import Run
+
+RUN = REPORTS_DIR / "runs" / "seed_siamese"
+N = 40
+
+
+@pytest.fixture(scope="module")
+def run():
+    return Run.open(RUN)
+
+
+@pytest.fixture(scope="module")
+def heldout(run, mnist_root):
+    return load_data(run.cfg, log=lambda m: None).sets["heldout"]
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(run, tmp_path_factory):
+    return export_onnx(run, tmp_path_factory.mktemp("onnx"), pair=True)
+
+
+def test_onnx_graphs_match_pytorch_on_40000_heldout_pairs(run, heldout, onnx_dir):
+    check = parity(run, onnx_dir, heldout)
+    assert check["pairs"] == 40_000
+    assert check["max_abs_logit_diff"] <= 1e-4, check
+    assert check["pair_graph_max_abs_logit_diff"] <= 1e-4, check
+    assert check["decisions_identical"], check
+    # the exported model is the run's model: its held-out accuracy at the run's threshold
+    assert check["onnx_acc"] == pytest.approx(run.results["best_heldout"]["acc_at_threshold"], abs=1e-4)
+    meta = json.loads((onnx_dir / "meta.json").read_text())
+    assert meta["threshold"] == run.results["threshold"] and meta["selection"] == "val"
+
+
+def test_onnx_batch_size_is_dynamic(onnx_dir, heldout):
+    scorer = OnnxScorer(onnx_dir)
+    for n in (1, 5, 300):
+        emb = scorer.embed(heldout.images[:n])
+        assert emb.shape == (n, 128)
+        assert scorer.logits(emb, emb[::-1].copy()).shape == (n,)
+
+
+def test_export_refuses_a_concat_run(tmp_path):
+    concat = Run.open(REPORTS_DIR / "runs" / "seed_concat")
+    with pytest.raises(ConfigError, match="Siamese"):
+        export_onnx(concat, tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.fixture(scope="module")
+def pictures(heldout, tmp_path_factory):
+    """The first N held-out digits as files, in five versions each."""
+    folder = tmp_path_factory.mktemp("pictures")
+    images, labels = heldout.images[:N, 0].numpy(), heldout.labels[:N]
+    files = {}
+    for i, x in enumerate(images):
+        u = (x * 255).round().astype(np.uint8)
+        off = np.zeros((90, 90), np.uint8)
+        off[5:33, 55:83] = u                                     # top right of a larger canvas
+        versions = {"plain.png": Image.fromarray(u), "inverted.png": Image.fromarray(255 - u),
+                    "offcentre.png": Image.fromarray(off),
+                    "big200.png": Image.fromarray(u).resize((200, 200), Image.BICUBIC),
+                    "inverted200.jpg": Image.fromarray(255 - u).resize((200, 200), Image.BICUBIC)}
+        for name, im in versions.items():
+            im.save(folder / f"{i:02d}_{name}")
+            files.setdefault(name, []).append(folder / f"{i:02d}_{name}")
+    return folder, files, heldout.images[:N], labels
+
+
+def test_a_png_of_an_mnist_digit_is_converted_back_to_that_digit(pictures):
+    _, files, originals, _ = pictures
+    plain = torch.stack([load_digit(f) for f in files["plain.png"]])
+    assert plain.shape == (N, 1, 28, 28) and plain.dtype == torch.float32
+    assert (plain - originals).abs().mean() < 0.005     # MNIST digits are already in MNIST's form
+    inverted = torch.stack([load_digit(f) for f in files["inverted.png"]])
+    assert (inverted - plain).abs().max() < 0.02
+    offcentre = torch.stack([load_digit(f) for f in files["offcentre.png"]])
+    assert (offcentre - plain).abs().max() < 0.02         # re-centred by centre of mass
+
+
+@pytest.mark.parametrize("version", ["plain.png", "inverted.png", "offcentre.png", "big200.png", "inverted200.jpg"])
+def test_compare_decides_like_the_model_on_the_original_digits(pictures, run, version):
+    _, files, originals, labels = pictures
+    scorer = TorchScorer(run)
+    a, b = (t.reshape(-1) for t in torch.meshgrid(torch.arange(N), torch.arange(N), indexing="ij"))
+    same = (labels[a] == labels[b]).numpy()
+    original = probability(pair_logits(scorer, originals, a, b)) > scorer.threshold
+    pics = torch.stack([load_digit(f) for f in files[version]])
+    emb, ref = scorer.embed(pics), scorer.embed(originals)
+    decided = probability(scorer.logits(emb[a.numpy()], ref[b.numpy()])) > scorer.threshold
+    assert (decided == original).mean() >= 0.98, (decided == original).mean()
+    assert (decided == same).mean() >= 0.97, (decided == same).mean()
+    assert decided[a == b].all()                         # every picture matches its own digit
+
+
+def cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mnist_pairs", *map(str, args)], capture_output=True, text=True,
+                          cwd=PROJECT_ROOT, timeout=300)
+
+
+def test_compare_cli_text_json_gallery_and_onnx(pictures, onnx_dir):
+    folder, files, _, labels = pictures
+    q, same_digit = files["plain.png"][0], files["inverted200.jpg"][0]
+    proc = cli("compare", q, same_digit)
+    assert proc.returncode == 0 and proc.stdout.startswith("P(same digit) = ") and "-> same" in proc.stdout, proc
+    out = json.loads(cli("compare", q, files["big200.png"][1], "--json", "--onnx", onnx_dir).stdout)
+    assert out["same"] == bool(labels[0] == labels[1]) and out["threshold_chosen_on"] == "val"
+    gallery = json.loads(cli("compare", q, "--gallery", folder, "--top", "5", "--json").stdout)
+    assert gallery["gallery_size"] == 5 * N and len(gallery["matches"]) == 5
+    assert all(m["same"] for m in gallery["matches"])  # the query's own five versions, at least
+    assert sorted(m["probability"] for m in gallery["matches"]) == [m["probability"] for m in gallery["matches"]][::-1]
+
+
+def _one_line_error(proc) -> str:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+def test_compare_bad_pictures_fail_cleanly(pictures, tmp_path):
+    good = pictures[1]["plain.png"][0]
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    white = tmp_path / "white.png"
+    Image.new("L", (64, 64), 255).save(white)
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    huge = tmp_path / "huge.png"
+    Image.new("1", (8000, 8000), 1).save(huge)
+    for bad, says in ((tmp_path / "missing.png", "no such file"), (text, "not an image"), (empty, "not an image"),
+                      (white, "no ink found"), (huge, "too large")):
+        line = _one_line_error(cli("compare", good, bad))
+        assert str(bad) in line and says in line, line
+    assert "two pictures" in _one_line_error(cli("compare", good))
+    assert "no such folder" in _one_line_error(cli("compare", good, "--gallery", tmp_path / "nope"))
+    with pytest.raises(ImageError, match="no ink"):
+        load_digit(white)
