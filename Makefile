@@ -35,6 +35,7 @@ sweep: $(STAMP)
 	$(SWEEP) --params params/seed_siamese.yaml --protocol test
 	$(SWEEP) --params params/seed_concat.yaml --protocol validation
 	$(BIN)/python -m mnist_pairs summarize
+	$(BIN)/python -m mnist_pairs calibrate
 
 summary: $(STAMP)
 	$(BIN)/python -m mnist_pairs summarize

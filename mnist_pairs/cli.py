@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override one config key (repeatable)")
     sub.add_parser("summarize", help="write reports/summary.json from the sweeps' run folders, and the README tables")
+    sub.add_parser("calibrate", help="ECE before/after temperature scaling (fitted on validation) over the sweep's seeds")
     sub.add_parser("readme", help="re-render the README's result tables from reports/ (benchmarks, summary)")
     e = sub.add_parser("export", help="ONNX graphs of a run's selected model (encoder, head), with a parity check")
     e.add_argument("run", help="a finished run folder (Siamese model)")
@@ -122,6 +123,21 @@ def _run(args) -> int:
         for name, g in s["groups"].items():
             print(f"{name}: {g['n_runs']} runs, held-out acc {g['mean']['heldout_acc']:.4f}")
         update_readme()
+        return 0
+    if args.command == "calibrate":
+        from .calibration import calibrate
+        from .paths import REPORTS_DIR
+        from .plots import plot_reliability, save_figure
+
+        c = calibrate()
+        rel = c["reliability"]
+        t = next(r["temperature"] for r in c["runs"] if r["seed"] == c["reliability_seed"])
+        print(save_figure(plot_reliability(rel["heldout"], rel["heldout_scaled"], t,
+                                           f"留出对的可靠性图（单次运行：训练种子 {c['reliability_seed']}）"),
+                          REPORTS_DIR / "figures" / "calibration" / "reliability.png"))
+        m = c["mean"]
+        print(f"{c['n_runs']} runs: T {m['temperature']:.3f}; held-out ECE {m['heldout_ece']:.4f} -> "
+              f"{m['heldout_ece_scaled']:.4f}; test ECE {m['test_ece']:.4f} -> {m['test_ece_scaled']:.4f}")
         return 0
     if args.command == "readme":
         from .report import update_readme

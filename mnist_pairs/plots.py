@@ -209,4 +209,22 @@ def plot_score_hist(c: dict) -> Figure:
     fig.tight_layout()
     return fig
 
+def plot_reliability(before: dict, after: dict, temperature: float, title: str) -> Figure:
+    """Reliability diagram (calibration.reliability): accuracy against confidence per bin, before
+    and after temperature scaling, with the pair count per bin below."""
+    fig, ax = _figure(2, 1, figsize=(6.5, 6))
+    for r, label, colour in ((before, "原始概率", "C0"), (after, f"温度缩放（T = {temperature:.2f}）", "C1")):
+        n = np.asarray(r["count"])
+        keep = n > 0
+        ax[0].plot(np.asarray(r["confidence"])[keep], np.asarray(r["accuracy"])[keep], "o-", color=colour, label=label)
+        centres = (np.asarray(r["edges"][:-1]) + np.asarray(r["edges"][1:])) / 2
+        ax[1].bar(centres + (0.004 if colour == "C1" else -0.004), n, width=0.008, color=colour, label=label)
+    ax[0].plot([0.5, 1], [0.5, 1], "--", color="grey", label="完美校准")
+    ax[0].set(title=title, xlabel="置信度（预测类别的概率）", ylabel="准确率", xlim=(0.5, 1.0), ylim=(0.5, 1.0))
+    ax[0].legend(loc="upper left")
+    ax[1].set(xlabel="置信度", ylabel="配对数（对数刻度）", yscale="log", xlim=(0.5, 1.0))
+    fig.tight_layout()
+    return fig
+
+
 show_inline()  # notebooks importing the plots see returned Figures without further setup

@@ -142,6 +142,9 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
         "bench": bench, "levers": _json(reports_dir / "benchmarks" / "bench_levers.json"),
         "infer": _json(reports_dir / "benchmarks" / "bench_infer.json"),
         "study": _json(reports_dir / "study.json"),
+        "calibration": _json(reports_dir / "calibration.json"),
+        "calibration_figure": rel(reports_dir / "figures" / "calibration" / "reliability.png")
+        if (reports_dir / "figures" / "calibration" / "reliability.png").is_file() else None,
         "figures": [(t, rel(reports_dir / "figures" / "seed_siamese" / f"{n}.png")) for n, t in FIGURES
                     if (reports_dir / "figures" / "seed_siamese" / f"{n}.png").is_file()],
         "concat_curves": rel(reports_dir / "figures" / "seed_concat" / "curves.png")

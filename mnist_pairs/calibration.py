@@ -1,0 +1,110 @@
+"""Are the model's probabilities honest? ECE and temperature scaling fitted on validation.
+
+    python -m mnist_pairs calibrate     # reports/calibration.json + reports/figures/calibration/
+
+It reads the sweep's run folders (experiments/sweeps/seed_siamese__validation/seed*/) and
+copies their scores.npz beside the files summary.json copied (reports/sweeps/…), so that the
+committed numbers can be recomputed from committed files (`calibrate("reports/sweeps", …)`).
+
+For every run of a validation-protocol sweep group, from its saved scores (scores.npz: the
+selected checkpoint's logits): one temperature T fitted on the validation pairs (minimum
+negative log-likelihood of sigmoid(logit / T)), then the expected calibration error (ECE,
+15 equal-width bins of the predicted class's confidence) and the NLL on the test and
+held-out pairs before and after. Means and 95 % intervals are over training seeds.
+Temperature scaling never changes a decision at threshold 0.5 (sign of the logit).
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from .errors import RunNotFound
+from .paths import REPORTS_DIR, atomic_write_bytes, resolve
+from .runs import Run, write_json
+
+BINS = 15
+SETS = ("test", "heldout")
+
+
+def _prob(logits, t: float = 1.0) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64) / t))
+
+
+def nll(logits, y, t: float = 1.0) -> float:
+    z = np.asarray(logits, dtype=np.float64) / t
+    y = np.asarray(y, dtype=np.float64)
+    return float(np.mean(np.logaddexp(0.0, z) - y * z))     # BCE with logits, stable
+
+
+def reliability(logits, y, t: float = 1.0, bins: int = BINS) -> dict:
+    """Per confidence bin of the predicted class: mean confidence, accuracy and pair count."""
+    p = _prob(logits, t)
+    conf = np.maximum(p, 1 - p)
+    correct = (p > 0.5) == np.asarray(y).astype(bool)
+    edges = np.linspace(0.5, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    n = np.bincount(which, minlength=bins)
+    mean_conf = np.bincount(which, conf, minlength=bins) / np.maximum(n, 1)
+    acc = np.bincount(which, correct, minlength=bins) / np.maximum(n, 1)
+    return {"edges": edges.tolist(), "confidence": mean_conf.tolist(), "accuracy": acc.tolist(), "count": n.tolist()}
+
+
+def ece(logits, y, t: float = 1.0, bins: int = BINS) -> float:
+    r = reliability(logits, y, t, bins)
+    n = np.asarray(r["count"])
+    return float(np.sum(n * np.abs(np.asarray(r["accuracy"]) - np.asarray(r["confidence"]))) / n.sum())
+
+
+def fit_temperature(logits, y) -> float:
+    """The T > 0 minimising the NLL of sigmoid(logits / T) (bounded search on log T)."""
+    from scipy.optimize import minimize_scalar
+
+    res = minimize_scalar(lambda log_t: nll(logits, y, math.exp(log_t)), bounds=(-4.0, 4.0), method="bounded",
+                          options={"xatol": 1e-6})
+    return float(math.exp(res.x))
+
+
+def calibrate_run(run: Run, targets: dict[str, np.ndarray]) -> dict:
+    scores = run.scores()
+    t = fit_temperature(scores["best_val"], targets["val"])
+    row = {"seed": run.cfg.seed, "temperature": t}
+    for name in SETS:
+        z, y = scores[f"best_{name}"], targets[name]
+        row |= {f"{name}_ece": ece(z, y), f"{name}_ece_scaled": ece(z, y, t),
+                f"{name}_nll": nll(z, y), f"{name}_nll_scaled": nll(z, y, t)}
+    return row
+
+
+def calibrate(sweeps_dir: str = "experiments/sweeps", group: str = "seed_siamese__validation",
+              out: Path = REPORTS_DIR / "calibration.json", copy_scores: bool = True) -> dict:
+    from .data import load_data
+    from .summary import t95
+
+    runs = sorted((Run(p.parent) for p in resolve(sweeps_dir).glob(f"{group}/seed*/scores.npz")),
+                  key=lambda r: r.cfg.seed)
+    if len(runs) < 2:
+        raise RunNotFound(f"calibration needs the finished runs of {resolve(sweeps_dir) / group} "
+                          f"(found {len(runs)}): run `make sweep` first")
+    data = load_data(runs[0].cfg, log=lambda m: None)           # fixed pairs depend on the data seed only
+    targets = {k: s.y.numpy() for k, s in data.sets.items()}
+    rows = [calibrate_run(r, targets) for r in runs]
+    keys = [k for k in rows[0] if k != "seed"]
+    mean = {k: statistics.mean(r[k] for r in rows) for k in keys}
+    half = {k: t95(len(rows)) * statistics.stdev(r[k] for r in rows) / math.sqrt(len(rows)) for k in keys}
+    first = runs[0].scores()
+    result = {"command": "python -m mnist_pairs calibrate", "written": datetime.now().isoformat(timespec="seconds"),
+              "group": group, "bins": BINS, "n_runs": len(rows), "runs": rows, "mean": mean,
+              "ci95": {k: [mean[k] - half[k], mean[k] + half[k]] for k in keys},
+              "reliability_seed": runs[0].cfg.seed,
+              "reliability": {f"{name}{tag}": reliability(first[f"best_{name}"], targets[name], t)
+                              for name in ("heldout",)
+                              for tag, t in (("", 1.0), ("_scaled", rows[0]["temperature"]))}}
+    write_json(out, result)
+    if copy_scores:  # the scores behind every row, beside the run files summary.json copied
+        for r in runs:
+            atomic_write_bytes(out.parent / "sweeps" / group / r.dir.name / "scores.npz", (r.dir / "scores.npz").read_bytes())
+    return result
