@@ -1,8 +1,10 @@
-"""A finished run, analysed from its saved scores (no model is evaluated again).
+"""A finished run, analysed from its saved scores (no pair is scored again; only the embedding
+figures run the selected model's encoder, over held-out images).
 
     a = analyze(run)               # run: Run or folder
     a.metrics("test")              # loss/acc/auc of the selected model on the test pairs
-    a.figures()                    # {name: Figure}: curves, confusion, ROC/PR, threshold, scores, errors
+    a.figures()                    # {name: Figure}: curves, confusion, ROC/PR, threshold, scores, errors,
+                                   # embeddings (PCA, t-SNE) and retrieval (Siamese runs)
     publish(a, "seed_siamese")     # reports/runs/seed_siamese/ + reports/figures/seed_siamese/
 """
 from __future__ import annotations
@@ -73,7 +75,35 @@ class Analysis:
                                                prob[hard], n=len(hard), title="最难的误判样本对（真实标签、数字与得分）"),
             "sample_pairs": plots.plot_pairs(images, test.a, test.b, test.y, test.labels, prob, n=10,
                                              title="测试样本对（标签与所选模型得分）"),
-        }
+        } | (self._draw_embeddings() if self.run.cfg.model == "siamese" else {})
+
+    def embeddings(self, name: str = "heldout", n: int = 2000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(embeddings, labels, images) of the first n images of a pair set, from the selected
+        model's encoder (Siamese runs only): the one place the analysis runs the model."""
+        from .augment import normalize
+        from .models import embed_images
+
+        s = self.data.sets[name]
+        images = s.images[:n]
+        return embed_images(self.run.model(), normalize(images)).numpy(), s.labels[:n].numpy(), images.numpy()
+
+    def _draw_embeddings(self) -> dict:
+        from sklearn.decomposition import PCA
+        from sklearn.manifold import TSNE
+
+        from .models import one_vs_many
+
+        emb, labels, images = self.embeddings()
+        pca = PCA(n_components=2, random_state=0).fit_transform(emb)
+        tsne = TSNE(n_components=2, init="pca", perplexity=30, random_state=0).fit_transform(emb)
+        # retrieval: the first image of each digit as the query, the other images as the gallery
+        queries = np.array([np.flatnonzero(labels == d)[0] for d in range(10)])
+        logits = one_vs_many(self.run.model(), torch.from_numpy(emb[queries]), torch.from_numpy(emb)).numpy()
+        logits[np.arange(10), queries] = -np.inf                      # a query never matches itself
+        top = np.argsort(-logits, axis=1)[:, :6]
+        prob = 1 / (1 + np.exp(-np.take_along_axis(logits, top, axis=1)))
+        return {"embeddings": plots.plot_embeddings(pca, tsne, labels, f"留出图片的编码器嵌入（前 {len(labels):,} 张）"),
+                "retrieval": plots.plot_retrieval(images, labels, queries, top, prob)}
 
     def save_figures(self, folder: str | Path) -> list[Path]:
         return [plots.save_figure(fig, Path(folder) / f"{name}.png") for name, fig in self.figures().items()]

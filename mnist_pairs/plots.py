@@ -209,6 +209,34 @@ def plot_score_hist(c: dict) -> Figure:
     fig.tight_layout()
     return fig
 
+def plot_embeddings(pca: np.ndarray, tsne: np.ndarray, labels: np.ndarray, title: str) -> Figure:
+    """2-D projections (PCA, t-SNE) of embeddings, coloured by digit."""
+    fig, ax = _figure(1, 2, figsize=(12, 5.5))
+    for a, xy, name in ((ax[0], pca, "PCA"), (ax[1], tsne, "t-SNE")):
+        points = a.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", vmin=-0.5, vmax=9.5, s=5, alpha=0.7)
+        a.set(title=name, xticks=[], yticks=[])
+    fig.colorbar(points, ax=ax, ticks=range(10), label="数字")
+    fig.suptitle(title)
+    return fig
+
+
+def plot_retrieval(images: np.ndarray, labels: np.ndarray, queries: np.ndarray, top: np.ndarray,
+                   prob: np.ndarray) -> Figure:
+    """Each query (first column) and its best gallery matches by the model's score."""
+    fig, ax = _figure(len(queries), top.shape[1] + 1, figsize=(1.3 * (top.shape[1] + 1), 1.45 * len(queries)))
+    for r, q in enumerate(queries):
+        ax[r, 0].imshow(images[q, 0], cmap="gray")
+        ax[r, 0].set_title(f"查询 {labels[q]}", fontsize=9, color="C0")
+        for c, (g, p) in enumerate(zip(top[r], prob[r]), start=1):
+            ax[r, c].imshow(images[g, 0], cmap="gray")
+            ax[r, c].set_title(f"{labels[g]} · {p:.3f}", fontsize=9, color="black" if labels[g] == labels[q] else "C3")
+    for a in ax.flat:
+        a.set(xticks=[], yticks=[])
+    fig.suptitle("近邻检索：每行为查询图片与得分最高的图库图片（数字 · 相同的概率；红色为不同数字）", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def plot_reliability(before: dict, after: dict, temperature: float, title: str) -> Figure:
     """Reliability diagram (calibration.reliability): accuracy against confidence per bin, before
     and after temperature scaling, with the pair count per bin below."""

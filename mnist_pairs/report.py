@@ -28,7 +28,8 @@ TEMPLATE = Path(__file__).parent / "templates" / "report_zh.md.j2"
 FIGURES = [("curves", "学习曲线（训练、验证与测试对）"), ("curves_vs_seed", "与原实验学习曲线的对比"),
            ("confusion_matrix", "混淆矩阵"), ("roc_pr", "ROC 与精确率-召回率曲线"),
            ("threshold", "准确率与判定阈值"), ("score_hist", "同类 / 异类对的得分分布"),
-           ("sample_pairs", "测试样本对"), ("hardest_errors", "最难的误判样本对")]
+           ("sample_pairs", "测试样本对"), ("hardest_errors", "最难的误判样本对"),
+           ("embeddings", "编码器嵌入的二维投影（留出图片）"), ("retrieval", "近邻检索（留出图片）")]
 
 
 def _json(path) -> dict | None:

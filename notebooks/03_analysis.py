@@ -68,6 +68,22 @@ figs["score_hist"]
 figs["hardest_errors"]
 
 # %% [markdown]
+# ## 编码器嵌入
+#
+# 所选模型的编码器对留出图片的 128 维嵌入，投影到二维（PCA 与 t-SNE），按数字着色。`analysis.embeddings()` 返回嵌入本身，可以接着探索。
+
+# %%
+figs["embeddings"]
+
+# %% [markdown]
+# ## 近邻检索
+#
+# 每个数字取一张留出图片作查询，其余留出图片作图库：编码器对每张图片只运行一次，判别头给出每一对的得分。
+
+# %%
+figs["retrieval"]
+
+# %% [markdown]
 # ## 发布
 
 # %%

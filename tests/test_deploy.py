@@ -158,3 +158,17 @@ def test_compare_bad_pictures_fail_cleanly(pictures, tmp_path):
     assert "no such folder" in _one_line_error(cli("compare", good, "--gallery", tmp_path / "nope"))
     with pytest.raises(ImageError, match="no ink"):
         load_digit(white)
+
+
+def test_heldout_embeddings_cluster_by_digit_and_the_figures_draw(run, mnist_root):
+    from mnist_pairs.analysis import analyze
+
+    a = analyze(run, log=lambda m: None)
+    emb, labels, images = a.embeddings(n=1000)
+    assert emb.shape == (1000, 128) and images.shape == (1000, 1, 28, 28)
+    d = ((emb[:, None, :] - emb[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    assert (labels[d.argmin(1)] == labels).mean() >= 0.95      # nearest neighbour shares the digit
+    figs = a._draw_embeddings()
+    assert set(figs) == {"embeddings", "retrieval"}
+    assert len(figs["retrieval"].axes) == 10 * 7
