@@ -7,7 +7,8 @@
 (ii) one-against-many with cached embeddings: each of the 1,000 test images embedded once,
      then every query compared with the whole gallery through the head only
      (`mnist_pairs.models.embed_images` + `one_vs_many`): how a user searches a gallery;
-also how fast the gallery is embedded. Both use the same weights (the run's best.pt, or random
+also how fast the gallery is embedded; and, for a run with best.pt, (i) and (ii) again with the
+run's ONNX export in onnxruntime (fp32; `mnist_pairs.deploy`). Both use the same weights (the run's best.pt, or random
 weights when the run folder has none: throughput does not depend on them), in eval mode, with
 the project's defaults on this CPU (channels_last, the precision "auto" resolves to). Median of
 --reps. Writes data only: the last line printed is one JSON object; `--out FILE` also writes it.
@@ -30,6 +31,39 @@ from mnist_pairs.runs import Run
 from timing import emit, median_time, provenance
 
 
+def onnx_rows(run: Run, test, n_queries: int, reps: int) -> dict:
+    """The same two measurements with the run's ONNX export in onnxruntime (CPU, fp32)."""
+    import tempfile
+
+    import numpy as np
+    import onnxruntime as ort
+
+    from mnist_pairs.deploy import OnnxScorer, export_onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        export_onnx(run, tmp, pair=True)
+        scorer = OnnxScorer(tmp)
+        pair = ort.InferenceSession(f"{tmp}/pair.onnx", providers=["CPUExecutionProvider"])
+        images = test.images.numpy()
+        a, b = test.a.numpy(), test.b.numpy()
+        emb = scorer.embed(test.images)
+        q = np.repeat(emb[:n_queries], len(emb), axis=0)
+        g = np.tile(emb, (n_queries, 1))
+
+        def pairs_direct():
+            for i in range(0, len(a), 1024):
+                pair.run(None, {"a": images[a[i:i + 1024]], "b": images[b[i:i + 1024]]})
+
+        def one_vs_gallery():
+            step = 10 * len(emb)                          # 10 queries x the gallery per call, as above
+            for i in range(0, len(q), step):
+                scorer.logits(q[i:i + step], g[i:i + step])
+
+        t_direct, t_cached = median_time(pairs_direct, reps), median_time(one_vs_gallery, reps)
+    return {"onnx_direct_pairs_per_s": round(len(a) / t_direct), "onnx_cached_pairs_per_s": round(len(q) / t_cached),
+            "onnx_precision": "fp32", "onnxruntime": ort.__version__}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", default="reports/runs/seed_siamese",
@@ -38,9 +72,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="also write the JSON to this file")
     args = p.parse_args(argv)
     cfg, device = Config(protocol="test", heldout_pairs=0), torch.device("cpu")
+    run = None
     if (resolve(args.run) / "best.pt").is_file():
         try:
-            model = Run.open(args.run).model()
+            run = Run.open(args.run)
+            model = run.model()
         except UserError as e:  # a run folder that cannot be read: say why, no traceback
             sys.exit(f"error: {e}")
     else:
@@ -78,9 +114,14 @@ def main(argv=None) -> int:
          "embed_images_per_s": round(n / t_embed), "gallery": n, "queries": len(queries),
          "precision": precision, "autocast": str(dtype).replace("torch.", "") if dtype else "off"}
     r["cached_speedup"] = round(r["cached_pairs_per_s"] / r["direct_pairs_per_s"], 1)
+    if run is not None:
+        r |= onnx_rows(run, test, len(queries), args.reps)
     print(f"(i)  model on pairs:                 {r['direct_pairs_per_s']:>10,} pairs/s")
     print(f"(ii) cached embeddings, 1 vs {n}:  {r['cached_pairs_per_s']:>10,} pairs/s  ({r['cached_speedup']}x)")
     print(f"     embedding the gallery once:      {r['embed_images_per_s']:>10,} images/s")
+    if run is not None:
+        print(f"(iii) onnxruntime fp32, pair graph:   {r['onnx_direct_pairs_per_s']:>10,} pairs/s")
+        print(f"(iv) onnxruntime fp32, cached:        {r['onnx_cached_pairs_per_s']:>10,} pairs/s")
     emit({**r, **provenance(__file__, argv)}, args.out)
     return 0
 

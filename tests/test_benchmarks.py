@@ -34,3 +34,9 @@ def test_bench_infer_reports_both_modes(tmp_path):
     r = _last_json("benchmarks/bench_infer.py", "--reps", "1", "--run", str(tmp_path / "none"))
     assert r["direct_pairs_per_s"] > 0 and r["cached_pairs_per_s"] > r["direct_pairs_per_s"]
     assert r["gallery"] == 1000 and r["queries"] == 100 and r["cpu"] and r["command"] and r["measured"]
+
+
+def test_bench_infer_times_the_onnx_export_of_a_real_run():
+    r = _last_json("benchmarks/bench_infer.py", "--reps", "1", "--run", "reports/runs/seed_siamese")
+    assert r["onnx_direct_pairs_per_s"] > 0 and r["onnx_cached_pairs_per_s"] > r["onnx_direct_pairs_per_s"]
+    assert r["onnx_precision"] == "fp32" and r["onnxruntime"]
