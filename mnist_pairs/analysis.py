@@ -19,7 +19,7 @@ import torch
 
 from . import plots
 from .data import RunData, load_data
-from .metrics import confusion, curves, hardest_errors, pair_metrics
+from .metrics import confusion, curves, hardest_errors, pair_metrics, probability
 from .paths import REPORTS_DIR, atomic_write_bytes, resolve
 from .runs import Run, write_json
 from .seed_reference import SEED_HISTORY
@@ -37,6 +37,11 @@ class Analysis:
     @cached_property
     def results(self) -> dict:
         return self.run.results
+
+    @cached_property
+    def model(self) -> torch.nn.Module:
+        """The selected checkpoint, loaded once (only the embedding figures need it)."""
+        return self.run.model()
 
     def target(self, name: str) -> torch.Tensor:
         return self.data.sets[name].y
@@ -85,7 +90,7 @@ class Analysis:
 
         s = self.data.sets[name]
         images = s.images[:n]
-        return embed_images(self.run.model(), normalize(images)).numpy(), s.labels[:n].numpy(), images.numpy()
+        return embed_images(self.model, normalize(images)).numpy(), s.labels[:n].numpy(), images.numpy()
 
     def _draw_embeddings(self) -> dict:
         from sklearn.decomposition import PCA
@@ -98,10 +103,10 @@ class Analysis:
         tsne = TSNE(n_components=2, init="pca", perplexity=30, random_state=0).fit_transform(emb)
         # retrieval: the first image of each digit as the query, the other images as the gallery
         queries = np.array([np.flatnonzero(labels == d)[0] for d in range(10)])
-        logits = one_vs_many(self.run.model(), torch.from_numpy(emb[queries]), torch.from_numpy(emb)).numpy()
+        logits = one_vs_many(self.model, torch.from_numpy(emb[queries]), torch.from_numpy(emb)).numpy()
         logits[np.arange(10), queries] = -np.inf                      # a query never matches itself
         top = np.argsort(-logits, axis=1)[:, :6]
-        prob = 1 / (1 + np.exp(-np.take_along_axis(logits, top, axis=1)))
+        prob = probability(np.take_along_axis(logits, top, axis=1))
         return {"embeddings": plots.plot_embeddings(pca, tsne, labels, f"留出图片的编码器嵌入（前 {len(labels):,} 张）"),
                 "retrieval": plots.plot_retrieval(images, labels, queries, top, prob)}
 

@@ -23,15 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RunNotFound
+from .metrics import probability
 from .paths import REPORTS_DIR, atomic_write_bytes, resolve
 from .runs import Run, write_json
 
 BINS = 15
 SETS = ("test", "heldout")
-
-
-def _prob(logits, t: float = 1.0) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64) / t))
 
 
 def nll(logits, y, t: float = 1.0) -> float:
@@ -42,7 +39,7 @@ def nll(logits, y, t: float = 1.0) -> float:
 
 def reliability(logits, y, t: float = 1.0, bins: int = BINS) -> dict:
     """Per confidence bin of the predicted class: mean confidence, accuracy and pair count."""
-    p = _prob(logits, t)
+    p = probability(logits, t)
     conf = np.maximum(p, 1 - p)
     correct = (p > 0.5) == np.asarray(y).astype(bool)
     edges = np.linspace(0.5, 1.0, bins + 1)
@@ -68,8 +65,8 @@ def fit_temperature(logits, y) -> float:
     return float(math.exp(res.x))
 
 
-def calibrate_run(run: Run, targets: dict[str, np.ndarray]) -> dict:
-    scores = run.scores()
+def calibrate_run(run: Run, targets: dict[str, np.ndarray], scores: dict[str, np.ndarray] | None = None) -> dict:
+    scores = run.scores() if scores is None else scores
     t = fit_temperature(scores["best_val"], targets["val"])
     row = {"seed": run.cfg.seed, "temperature": t}
     for name in SETS:
@@ -91,11 +88,12 @@ def calibrate(sweeps_dir: str = "experiments/sweeps", group: str = "seed_siamese
                           f"(found {len(runs)}): run `make sweep` first")
     data = load_data(runs[0].cfg, log=lambda m: None)           # fixed pairs depend on the data seed only
     targets = {k: s.y.numpy() for k, s in data.sets.items()}
-    rows = [calibrate_run(r, targets) for r in runs]
+    scores = [r.scores() for r in runs]
+    rows = [calibrate_run(r, targets, s) for r, s in zip(runs, scores)]
     keys = [k for k in rows[0] if k != "seed"]
     mean = {k: statistics.mean(r[k] for r in rows) for k in keys}
     half = {k: t95(len(rows)) * statistics.stdev(r[k] for r in rows) / math.sqrt(len(rows)) for k in keys}
-    first = runs[0].scores()
+    first = scores[0]
     result = {"command": "python -m mnist_pairs calibrate", "written": datetime.now().isoformat(timespec="seconds"),
               "group": group, "bins": BINS, "n_runs": len(rows), "runs": rows, "mean": mean,
               "ci95": {k: [mean[k] - half[k], mean[k] + half[k]] for k in keys},

@@ -14,9 +14,10 @@ import json
 import numpy as np
 import torch
 
-from .deploy import open_scorer, probability
+from .deploy import open_scorer
 from .errors import ConfigError
 from .images import image_files, load_digit
+from .metrics import probability
 
 
 def compare(args) -> int:

@@ -22,40 +22,36 @@ from torch import nn
 
 from .augment import normalize
 from .errors import ConfigError
+from .metrics import probability
 from .paths import atomic_write_text
 from .runs import Run
 
 OPSET = 18
 
 
-class _Encoder(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
+class _Graph(nn.Module):
+    """One deployable function of the Siamese model, as a module torch.onnx can export."""
+
+    def __init__(self, model: nn.Module, fn) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.fn = model, fn
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model.embed(normalize(images))
-
-
-class _Head(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, ea: torch.Tensor, eb: torch.Tensor) -> torch.Tensor:
-        return self.model.compare_embeddings(ea, eb)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.fn(self.model, *inputs)
 
 
-class _Pair(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
+def _encoder(m, images):
+    return m.embed(normalize(images))
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        # each side embedded on its own (the training forward concatenates them, which makes the
-        # exporter fix b's batch size); the same numbers in eval mode
-        m = self.model
-        return m.compare_embeddings(m.embed(normalize(a)), m.embed(normalize(b)))
+
+def _head(m, ea, eb):
+    return m.compare_embeddings(ea, eb)
+
+
+def _pair(m, a, b):
+    # each side embedded on its own (the training forward concatenates them, which makes the
+    # exporter fix b's batch size); the same numbers in eval mode
+    return m.compare_embeddings(m.embed(normalize(a)), m.embed(normalize(b)))
 
 
 def _siamese(run: Run) -> nn.Module:
@@ -71,7 +67,8 @@ def _export(module: nn.Module, args: tuple, names: list[str], out: Path) -> None
         warnings.simplefilter("ignore")
         torch.onnx.export(module.eval(), args, str(out), dynamo=True, external_data=False, opset_version=OPSET,
                           input_names=names[:-1], output_names=names[-1:],
-                          dynamic_shapes=tuple({0: batch} for _ in args), verbose=False)
+                          dynamic_shapes=(tuple({0: batch} for _ in args),),  # one entry: forward(*inputs)
+                          verbose=False)
 
 
 def export_onnx(run: Run, out_dir: str | os.PathLike, pair: bool = False) -> Path:
@@ -83,12 +80,12 @@ def export_onnx(run: Run, out_dir: str | os.PathLike, pair: bool = False) -> Pat
     # exporter specialise (a - a folds to zero)
     img_a, img_b = torch.rand(3, 1, 28, 28), torch.rand(3, 1, 28, 28)
     dim = model.head[0].in_features // 2
-    graphs = {"encoder.onnx": (_Encoder(model), (img_a,), ["images", "embeddings"]),
-              "head.onnx": (_Head(model), (torch.randn(3, dim), torch.randn(3, dim)), ["ea", "eb", "logits"])}
+    graphs = {"encoder.onnx": (_encoder, (img_a,), ["images", "embeddings"]),
+              "head.onnx": (_head, (torch.randn(3, dim), torch.randn(3, dim)), ["ea", "eb", "logits"])}
     if pair:
-        graphs["pair.onnx"] = (_Pair(model), (img_a, img_b), ["a", "b", "logits"])
-    for name, (module, args, names) in graphs.items():
-        _export(module, args, names, out / name)
+        graphs["pair.onnx"] = (_pair, (img_a, img_b), ["a", "b", "logits"])
+    for name, (fn, args, names) in graphs.items():
+        _export(_Graph(model, fn), args, names, out / name)
     meta = {"run": str(run.dir), "model": run.cfg.model, "threshold": run.results["threshold"],
             "selection": run.results["selection"], "opset": OPSET, "torch": torch.__version__,
             "input": "images (B,1,28,28) float32 in [0,1], white ink on black; normalised inside encoder.onnx",
@@ -106,11 +103,11 @@ class TorchScorer:
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> np.ndarray:
-        return self.model.embed(normalize(images)).numpy()
+        return _encoder(self.model, images).numpy()
 
     @torch.no_grad()
     def logits(self, ea: np.ndarray, eb: np.ndarray) -> np.ndarray:
-        return self.model.compare_embeddings(torch.from_numpy(ea), torch.from_numpy(eb)).numpy()
+        return _head(self.model, torch.from_numpy(ea), torch.from_numpy(eb)).numpy()
 
 
 class OnnxScorer:
@@ -147,10 +144,6 @@ def open_scorer(run: str | os.PathLike | None = None, onnx: str | os.PathLike | 
         return TorchScorer(Run.open(run))
     published = REPORTS_DIR / "runs" / "seed_siamese"
     return TorchScorer(Run.open(published) if (published / "results.json").is_file() else Run.latest())
-
-
-def probability(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
 
 
 def pair_logits(scorer, images: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> np.ndarray:

@@ -37,9 +37,9 @@ def load_digit(path: str | os.PathLike) -> torch.Tensor:
             if w * h > MAX_PIXELS:
                 raise ImageError(f"{p}: {w}x{h} pixels is too large (at most {MAX_PIXELS:,}); scale it down first")
             gray = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as e:
-        if isinstance(e, Image.DecompressionBombError):
-            raise ImageError(f"{p}: too large to decode safely ({e})") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{p}: too large to decode safely ({e})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ImageError(f"{p}: not an image Pillow can read ({type(e).__name__})") from None
     return torch.from_numpy(to_mnist(gray, str(p)))[None]
 
@@ -48,10 +48,9 @@ def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
     """(H, W) grayscale in [0, 1] -> (28, 28) MNIST-style digit in [0, 1]."""
     from PIL import Image
 
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    if np.median(border) > 0.5:                      # dark ink on a light background
-        gray = 1.0 - gray
     background = float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
+    if background > 0.5:                             # dark ink on a light background
+        gray, background = 1.0 - gray, 1.0 - background
     span = float(gray.max()) - background
     if span < INK:
         raise ImageError(f"{name}: no ink found (the image is empty or a single colour)")

@@ -51,10 +51,15 @@ def hardest_errors(logits: torch.Tensor, target: torch.Tensor, k: int = 16) -> n
     return wrong[np.argsort(-np.abs(prob[wrong] - 0.5), kind="stable")][:k]
 
 
+def probability(logits, temperature: float = 1.0) -> np.ndarray:
+    """sigmoid(logits / temperature) in float64: the probability that a pair shows the same digit."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64) / temperature))
+
+
 def choose_threshold(logits: torch.Tensor | np.ndarray, target) -> float:
     """The probability threshold with the highest accuracy on these pairs (a 0.005 grid;
     ties go to the threshold closest to 0.5). Choose it on validation pairs only."""
-    prob = 1 / (1 + np.exp(-np.asarray(logits, dtype=np.float64)))
+    prob = probability(logits)
     y = np.asarray(target).astype(int)
     grid = np.round(np.linspace(0.005, 0.995, 199), 3)
     acc = np.array([((prob > t).astype(int) == y).mean() for t in grid])
@@ -63,7 +68,7 @@ def choose_threshold(logits: torch.Tensor | np.ndarray, target) -> float:
 
 
 def accuracy_at(logits, target, threshold: float = 0.5) -> float:
-    prob = 1 / (1 + np.exp(-np.asarray(logits, dtype=np.float64)))
+    prob = probability(logits)
     return float(((prob > threshold).astype(int) == np.asarray(target).astype(int)).mean())
 
 

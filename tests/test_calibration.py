@@ -9,6 +9,7 @@ import pytest
 
 from mnist_pairs import calibration as K
 from mnist_pairs.data import load_data
+from mnist_pairs.metrics import probability
 from mnist_pairs.paths import REPORTS_DIR
 from mnist_pairs.runs import Run
 
@@ -47,7 +48,7 @@ def test_on_a_real_run_the_temperature_fitted_on_validation_lowers_validation_nl
     assert 0 < row["heldout_ece"] < 0.1 and 0 < row["heldout_ece_scaled"] < 0.1
     # temperature scaling keeps every decision at 0.5
     z = scores["best_heldout"]
-    assert ((K._prob(z) > 0.5) == (K._prob(z, row["temperature"]) > 0.5)).all()
+    assert ((probability(z) > 0.5) == (probability(z, row["temperature"]) > 0.5)).all()
 
 
 @pytest.mark.skipif(not (REPORTS_DIR / "calibration.json").is_file(), reason="no committed calibration")

@@ -16,9 +16,10 @@ from PIL import Image
 
 from mnist_pairs.config import load_config
 from mnist_pairs.data import load_data
-from mnist_pairs.deploy import OnnxScorer, TorchScorer, export_onnx, pair_logits, parity, probability
+from mnist_pairs.deploy import OnnxScorer, TorchScorer, export_onnx, pair_logits, parity
 from mnist_pairs.errors import ConfigError
 from mnist_pairs.images import ImageError, load_digit
+from mnist_pairs.metrics import probability
 from mnist_pairs.paths import PROJECT_ROOT, REPORTS_DIR
 from mnist_pairs.runs import Run
 
