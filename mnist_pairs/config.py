@@ -31,6 +31,7 @@ PROTOCOLS = ("test", "validation")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 INTERPOLATIONS = ("bilinear", "nearest")
+DATASETS = ("mnist", "fashion_mnist")
 SEED_LIMIT = 2 ** 32  # numpy and torch generators take seeds in [0, 2**32)
 
 
@@ -44,6 +45,9 @@ class Config:
     seed: int = 42                    # training seed: init, each epoch's pairs, augmentation, dropout
     data_seed: int = 42               # data seed: the subset, test, validation and held-out pairs
     # --- data (seed §2)
+    dataset: str = "mnist"            # "mnist", or "fashion_mnist" (10 clothing classes, same format)
+    train_classes: str = ""           # "" -> all 10; "0-7": train and select on these classes only,
+                                      # and score open-set pairs with the others (openset.py)
     subset_fraction: float = 0.1      # share of MNIST train and test drawn once: 6,000 / 1,000 images
     train_pairs: int = 12000          # fresh balanced pairs per epoch
     test_pairs: int = 4000            # balanced test pairs, drawn once and saved
@@ -81,6 +85,7 @@ class Config:
     num_threads: int = 0              # torch intra-op threads; 0 -> all cores
     # --- output
     out_dir: str = "experiments"      # run folders go under here (relative to the project root)
+    tensorboard: bool = False         # also write TensorBoard events to <run>/tensorboard (tboard.py)
     run_name: str = ""                # "" -> <model>_<YYYYmmdd_HHMMSS>
 
     def __post_init__(self) -> None:
@@ -127,6 +132,20 @@ class Config:
             ("/" not in self.run_name and self.run_name not in (".", ".."),
              f"run_name must be a plain folder name, got {self.run_name!r}"),
         ]
+        try:
+            classes = self.seen_classes
+        except ConfigError as e:
+            checks.append((False, str(e)))
+        else:
+            checks += [
+                (self.dataset in DATASETS, f"dataset must be one of {DATASETS}, got {self.dataset!r}"),
+                ((2 <= len(classes) <= 8 or len(classes) == 10) and all(0 <= c <= 9 for c in classes),
+                 f"train_classes must name 2 to 8 of the classes 0-9 (at least 2 left unseen), "
+                 f"got {self.train_classes!r}"),
+                (len(classes) == 10 or self.protocol == "validation",
+                 "train_classes needs protocol 'validation': the test pairs hold the unseen classes, and "
+                 "nothing may be chosen on them"),
+            ]
         errors = [msg for ok, msg in checks if not ok]
         if errors:
             raise ConfigError("invalid config: " + "; ".join(errors))
@@ -140,6 +159,11 @@ class Config:
     def data_path(self) -> Path:
         """The data root: data_root, else $MNIST_PAIRS_DATA, else <project>/data."""
         return data_root(self.data_root or None)
+
+    @property
+    def seen_classes(self) -> tuple[int, ...]:
+        """The classes trained on: all ten unless train_classes names some."""
+        return tuple(parse_int_list(self.train_classes, "train_classes")) if self.train_classes else tuple(range(10))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -250,6 +274,20 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
         return from_dict(values)
     except ConfigError as e:
         raise ConfigError(f"{resolve(path)}: {e}" if path else str(e)) from None
+
+
+def parse_int_list(text: str, what: str) -> list[int]:
+    """"0-4" -> [0, 1, 2, 3, 4]; "1,5,9" -> [1, 5, 9]; anything else, or a repeat, is a ConfigError."""
+    values: list[int] = []
+    try:
+        for part in str(text).split(","):
+            lo, _, hi = part.strip().partition("-")
+            values += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    except ValueError:
+        raise ConfigError(f"{what} expects a range like 0-4 or a list like 1,5,9, got {text!r}") from None
+    if not values or len(set(values)) != len(values):
+        raise ConfigError(f"{what} {text!r} is empty or repeats a value")
+    return values
 
 
 def parse_override(text: str) -> tuple[str, Any]:

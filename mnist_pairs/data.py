@@ -91,10 +91,10 @@ def _check_digits(idx: dict[str, np.ndarray], labels: dict[str, torch.Tensor], f
 
 
 def subset_indices(labels: dict[str, torch.Tensor], fraction: float, seed: int, root: Path,
-                   log=print) -> dict[str, np.ndarray]:
+                   log=print, prefix: str = "") -> dict[str, np.ndarray]:
     """Indices of the fixed subset, drawn once and cached in <root>/subsets/ with a checksum."""
     n_train, n_test = len(labels["train"]), len(labels["test"])
-    path = root / "subsets" / f"subset_seed{seed}_frac{fraction:g}.json"
+    path = root / "subsets" / f"{prefix}subset_seed{seed}_frac{fraction:g}.json"
     saved = _read_cache(path, log)
     if saved is not None:
         try:
@@ -115,13 +115,19 @@ def subset_indices(labels: dict[str, torch.Tensor], fraction: float, seed: int, 
     return idx
 
 
+def cache_prefix(cfg) -> str:
+    """Cache file names of MNIST carry no prefix (as before Fashion-MNIST); others, the dataset."""
+    return "" if cfg.dataset == "mnist" else f"{cfg.dataset}_"
+
+
 def load_subset(cfg, log=print) -> Subset:
-    """The config's subset (data seed, fraction, data root), from verified MNIST."""
+    """The config's subset (dataset, data seed, fraction, data root), from verified files."""
     root = cfg.data_path
-    ensure_mnist(root)  # once for both splits
-    tr_x, tr_y = load_mnist(root, train=True, verify=False)
-    te_x, te_y = load_mnist(root, train=False, verify=False)
-    idx = subset_indices({"train": tr_y, "test": te_y}, cfg.subset_fraction, cfg.data_seed, root, log)
+    ensure_mnist(root, dataset=cfg.dataset)  # once for both splits
+    tr_x, tr_y = load_mnist(root, train=True, verify=False, dataset=cfg.dataset)
+    te_x, te_y = load_mnist(root, train=False, verify=False, dataset=cfg.dataset)
+    idx = subset_indices({"train": tr_y, "test": te_y}, cfg.subset_fraction, cfg.data_seed, root, log,
+                         prefix=cache_prefix(cfg))
     outside = np.setdiff1d(np.arange(len(te_y)), idx["test"])
 
     def as_float(x: torch.Tensor) -> torch.Tensor:
@@ -241,6 +247,8 @@ class RunData:
     protocol "validation": hold out `val_images` training images (stratified, data seed) and
     select on pairs among them; the test pairs are only scored, never chosen on.
     "heldout" pairs come from the MNIST test images outside the subset.
+    train_classes: the training and validation images keep only those classes; the test and
+    held-out pairs keep all ten (openset.py scores them by pair type).
     """
     subset: Subset
     train_images: torch.Tensor
@@ -249,22 +257,31 @@ class RunData:
     selection: str = "test"  # the pair set the LR schedule, best epoch and threshold use
 
 
+def seen_mask(labels: torch.Tensor, classes) -> torch.Tensor:
+    return torch.isin(labels, torch.tensor(classes, dtype=labels.dtype))
+
+
 def load_data(cfg, log=print) -> RunData:
     s = load_subset(cfg, log)
     cache, frac, ds = cfg.data_path / "subsets", f"{cfg.subset_fraction:g}", cfg.data_seed
+    stem = f"{cache_prefix(cfg)}{{}}_seed{ds}_frac{frac}"   # cache names: MNIST's as before
     ta, tb, ty = fixed_pairs(s.test_labels, cfg.test_pairs, (ds, _TEST_PAIRS_KEY),
-                             cache / f"test_pairs_seed{ds}_frac{frac}_n{cfg.test_pairs}.json", log)
+                             cache / f"{stem.format('test_pairs')}_n{cfg.test_pairs}.json", log)
     data = RunData(s, s.train_images, s.train_labels, {"test": PairSet(s.test_images, s.test_labels, ta, tb, ty)})
     if cfg.protocol == "validation":
         keep, held = stratified_split(s.train_labels, cfg.val_images, ds)
+        classes, tag = cfg.seen_classes, ""
+        if len(classes) < 10:  # open set: train and select on the seen classes only
+            keep, held = keep[seen_mask(s.train_labels[keep], classes)], held[seen_mask(s.train_labels[held], classes)]
+            tag = "_classes" + "".join(map(str, classes))
         vx, vy = s.train_images[held], s.train_labels[held]
         va, vb, vt = fixed_pairs(vy, cfg.val_pairs, (ds, _VAL_PAIRS_KEY),
-                                 cache / f"val_pairs_seed{ds}_frac{frac}_v{cfg.val_images}_n{cfg.val_pairs}.json", log)
+                                 cache / f"{stem.format('val_pairs')}_v{cfg.val_images}{tag}_n{cfg.val_pairs}.json", log)
         data.train_images, data.train_labels = s.train_images[keep], s.train_labels[keep]
         data.sets = {"val": PairSet(vx, vy, va, vb, vt), **data.sets}
         data.selection = "val"
     if cfg.heldout_pairs:
         ha, hb, hy = fixed_pairs(s.heldout_labels, cfg.heldout_pairs, (ds, _HELDOUT_KEY),
-                                 cache / f"heldout_pairs_seed{ds}_frac{frac}_n{cfg.heldout_pairs}.json", log)
+                                 cache / f"{stem.format('heldout_pairs')}_n{cfg.heldout_pairs}.json", log)
         data.sets["heldout"] = PairSet(s.heldout_images, s.heldout_labels, ha, hb, hy)
     return data

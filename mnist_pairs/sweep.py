@@ -20,8 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Config, load_config
-from .errors import ConfigError
+from .config import Config, load_config, parse_int_list
 from .paths import resolve
 from .runs import Run
 
@@ -51,16 +50,7 @@ class SweepSpec:
 
 def parse_seeds(text: str) -> list[int]:
     """"0-4" -> [0, 1, 2, 3, 4]; "1,5,9" -> [1, 5, 9]."""
-    seeds: list[int] = []
-    try:
-        for part in text.split(","):
-            lo, _, hi = part.strip().partition("-")
-            seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
-    except ValueError:
-        raise ConfigError(f"--seeds expects a range like 0-4 or a list like 1,5,9, got {text!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"--seeds {text!r} is empty or repeats a seed")
-    return seeds
+    return parse_int_list(text, "--seeds")
 
 
 def _storage(spec: SweepSpec):

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from . import augment as A
 from . import hardware as H
+from . import openset
 from .config import Config
 from .data import PairSet, RunData, load_data, train_pairs
 from .errors import ConfigError, RunNotFound, TrainingDiverged
@@ -234,7 +235,12 @@ def finish(run_dir, final_model, data: DeviceData, cfg: Config, device, precisio
     buf = io.BytesIO()
     np.savez_compressed(buf, **logits)
     atomic_write_bytes(run_dir / "scores.npz", buf.getvalue())
-    write_json(run_dir / "results.json", results(logits, data.cpu, cfg, history, best_ckpt["epoch"]))
+    res = results(logits, data.cpu, cfg, history, best_ckpt["epoch"])
+    if cfg.heldout_pairs and hasattr(selected, "embed"):  # open set and one-shot: cheap with embeddings
+        sub = data.cpu.subset
+        res["openset"] = openset.evaluate(selected, sub.heldout_images, sub.heldout_labels, cfg, device, precision,
+                                          res["threshold"])
+    write_json(run_dir / "results.json", res)
     return Run(run_dir)
 
 

@@ -54,7 +54,7 @@ def test_damaged_file_is_detected_and_rebuilt(tmp_path, mnist_root, damage):
 
 def test_every_source_failing_names_each(tmp_path):
     def broken(reason):
-        def source(root):
+        def source(root, dataset):
             raise OSError(reason)
         return source
 
