@@ -5,7 +5,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: study test sweep summary lab data notebooks bench clean-venv
+.PHONY: study test sweep sweep-beyond summary lab data notebooks bench tensorboard clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,6 +37,14 @@ sweep: $(STAMP)
 	$(BIN)/python -m mnist_pairs summarize
 	$(BIN)/python -m mnist_pairs calibrate
 
+# The report's section 10 (issue 10): open set (trained on digits 0-7) and Fashion-MNIST, 3 seeds
+# each; summarize merges them into reports/summary.json beside the groups of `make sweep`.
+sweep-beyond: SEEDS = 0-2
+sweep-beyond: $(STAMP)
+	$(SWEEP) --params params/unseen_digits.yaml --protocol validation
+	$(SWEEP) --params params/fashion_siamese.yaml --protocol validation
+	$(BIN)/python -m mnist_pairs summarize
+
 summary: $(STAMP)
 	$(BIN)/python -m mnist_pairs summarize
 
@@ -55,6 +63,10 @@ bench: $(STAMP)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# Runs trained with `tensorboard: true` (e.g. --set tensorboard=true) write <run>/tensorboard/.
+tensorboard: $(STAMP)
+	$(BIN)/tensorboard --logdir experiments --host 127.0.0.1 --port 6006
 
 clean-venv:
 	rm -rf $(VENV)

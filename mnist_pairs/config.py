@@ -32,6 +32,9 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 INTERPOLATIONS = ("bilinear", "nearest")
 DATASETS = ("mnist", "fashion_mnist")
+# Choices of the ablation of the seed's steps (issue 9); the first of each is the seed's final one.
+CHOICES = {"loss": ("bce_logits", "bce_sigmoid"), "optimizer": ("adamw", "adam"),
+           "pair_sampling": ("balanced", "random"), "lr_schedule": ("plateau", "constant")}
 SEED_LIMIT = 2 ** 32  # numpy and torch generators take seeds in [0, 2**32)
 
 
@@ -62,10 +65,16 @@ class Config:
     eval_batch_size: int = 2048       # evaluation has no backward pass: larger batches are cheaper
     lr: float = 8e-4                  # AdamW learning rate
     weight_decay: float = 1e-4
+    optimizer: str = "adamw"          # "adam": Adam with weight_decay as an L2 term (the seed's step ② ablated)
+    loss: str = "bce_logits"          # "bce_sigmoid": plain BCE on sigmoid outputs (before the seed's step ②)
+    pair_sampling: str = "balanced"   # "random": uniform random pairs, about 1 in 10 same-digit (before step ③)
+    dropout: bool = True              # False: the head's two Dropout layers become identities
+    lr_schedule: str = "plateau"      # "constant": keep lr for every epoch (no ReduceLROnPlateau)
     lr_factor: float = 0.5            # ReduceLROnPlateau on the selection loss
     lr_patience: int = 2
     lr_min: float = 1e-5
     # --- augmentation (seed §4: random affine + random blur), applied to whole batches.
+    augment: bool = True              # False: train on the images as they are
     # The seed gives no strengths; these won on validation pairs under a rule fixed before the
     # runs (tools/select_augmentation.py, reports/aug_selection.json): candidate A_mild_bilinear.
     aug_degrees: float = 10.0         # rotation in [-d, d] degrees
@@ -137,6 +146,8 @@ class Config:
         except ConfigError as e:
             checks.append((False, str(e)))
         else:
+            checks += [(getattr(self, k) in v, f"{k} must be one of {v}, got {getattr(self, k)!r}")
+                       for k, v in CHOICES.items()]
             checks += [
                 (self.dataset in DATASETS, f"dataset must be one of {DATASETS}, got {self.dataset!r}"),
                 ((2 <= len(classes) <= 8 or len(classes) == 10) and all(0 <= c <= 9 for c in classes),

@@ -178,9 +178,18 @@ def sample_pairs(labels: torch.Tensor, n_pairs: int, generator: torch.Generator)
     return a[perm], b[perm], target[perm]
 
 
-def train_pairs(labels: torch.Tensor, n_pairs: int, seed: int, epoch: int):
-    """The training pairs of one epoch: a pure function of (labels, n_pairs, seed, epoch)."""
-    return sample_pairs(labels, n_pairs, keyed_generator(seed, _TRAIN_PAIRS_KEY, epoch))
+def train_pairs(labels: torch.Tensor, n_pairs: int, seed: int, epoch: int, sampling: str = "balanced"):
+    """The training pairs of one epoch: a pure function of (labels, n_pairs, seed, epoch).
+    sampling "random" (the seed's first version): two distinct images drawn uniformly, so
+    only about one pair in ten shows the same digit."""
+    g = keyed_generator(seed, _TRAIN_PAIRS_KEY, epoch)
+    if sampling == "balanced":
+        return sample_pairs(labels, n_pairs, g)
+    n = len(labels)
+    a = torch.randint(n, (n_pairs,), generator=g)
+    b = torch.randint(n - 1, (n_pairs,), generator=g)
+    b = b + (b >= a).long()                                   # never the image itself
+    return a, b, (labels[a] == labels[b]).float()
 
 
 def fixed_pairs(labels: torch.Tensor, n_pairs: int, key: tuple[int, ...], path: Path, log=print):

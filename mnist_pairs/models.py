@@ -19,8 +19,13 @@ def _conv_block(cin: int, cout: int, k: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, k, padding=k // 2), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
+def _dropout(p: float, on: bool) -> nn.Module:
+    # an identity in the same place keeps the state_dict keys of the seed's model
+    return nn.Dropout(p) if on else nn.Identity()
+
+
 class SiameseCompareNet(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, dropout: bool = True) -> None:
         super().__init__()
         self.encoder = nn.Sequential(
             *_conv_block(1, 32, 5), nn.MaxPool2d(2),     # (B,1,28,28) -> (B,32,14,14)
@@ -30,8 +35,8 @@ class SiameseCompareNet(nn.Module):
             nn.Linear(128, 128), nn.ReLU(inplace=True),  # projection
         )
         self.head = nn.Sequential(
-            nn.Linear(256, 256), nn.ReLU(inplace=True), nn.Dropout(0.4),
-            nn.Linear(256, 64), nn.ReLU(inplace=True), nn.Dropout(0.2),
+            nn.Linear(256, 256), nn.ReLU(inplace=True), _dropout(0.4, dropout),
+            nn.Linear(256, 64), nn.ReLU(inplace=True), _dropout(0.2, dropout),
             nn.Linear(64, 1),
         )
 
@@ -50,7 +55,7 @@ class SiameseCompareNet(nn.Module):
 
 
 class ConcatCNN(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, dropout: bool = True) -> None:
         super().__init__()
         self.features = nn.Sequential(
             *_conv_block(1, 32, 3), nn.MaxPool2d(2),     # (B,1,28,56) -> (B,32,14,28)
@@ -58,7 +63,7 @@ class ConcatCNN(nn.Module):
             *_conv_block(64, 64, 3),                     # -> (B,64,7,14)
             nn.AdaptiveAvgPool2d((2, 4)), nn.Flatten(),  # -> (B,512): keeps left/right apart
         )
-        self.head = nn.Sequential(nn.Linear(512, 256), nn.ReLU(inplace=True), nn.Dropout(0.4),
+        self.head = nn.Sequential(nn.Linear(512, 256), nn.ReLU(inplace=True), _dropout(0.4, dropout),
                                   nn.Linear(256, 1))
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -69,9 +74,9 @@ class ConcatCNN(nn.Module):
 MODELS = {"siamese": SiameseCompareNet, "concat": ConcatCNN}
 
 
-def build_model(name: str) -> nn.Module:
+def build_model(name: str, dropout: bool = True) -> nn.Module:
     try:
-        return MODELS[name]()
+        return MODELS[name](dropout=dropout)
     except KeyError:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}") from None
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .data import load_data, pair_balance
-from .mnist import MNIST_FILES
+from .mnist import FASHION_CLASSES, MNIST_FILES
 from .models import build_model, count_parameters
 from .paths import REPORTS_DIR, atomic_write_text, resolve
 from .runs import Run
@@ -109,23 +109,24 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
     sub = data.subset
     summary = _json(reports_dir / "summary.json") or {"groups": {}}
     groups = summary["groups"]
-    test_group = next((g for g in groups.values() if g["model"] == "siamese" and g["protocol"] == "test"), None)
-    val_siamese = next((g for g in groups.values() if g["model"] == "siamese" and g["protocol"] == "validation"), None)
-    val_concat = next((g for g in groups.values() if g["model"] == "concat" and g["protocol"] == "validation"), None)
+    test_group = groups.get("seed_siamese__test")
+    val_siamese = groups.get("seed_siamese__validation")
+    val_concat = groups.get("seed_concat__validation")
+    seed_groups = {k: g for k, g in groups.items() if g["name"] in ("seed_siamese", "seed_concat")}  # `make sweep`
     seed_place = None
     if test_group and test_group["n_runs"] > 1:
         xs = [r["best_test_acc"] for r in test_group["runs"]]
         m, sd = test_group["mean"]["best_test_acc"], test_group["sd"]["best_test_acc"]
         seed_place = {"z": (SEED["best_test_acc"] - m) / sd if sd else math.nan,
                       "percentile": percentile_of(SEED["best_test_acc"], xs), "max": max(xs), "n": len(xs)}
-    sweep_envs = sorted({(r["cpu"], r["precision"], r["device"], r.get("gpu") or "") for g in groups.values()
+    sweep_envs = sorted({(r["cpu"], r["precision"], r["device"], r.get("gpu") or "") for g in seed_groups.values()
                          for r in g["runs"]})
-    sweep_dates = sorted(r["finished"] for g in groups.values() for r in g["runs"])
+    sweep_dates = sorted(r["finished"] for g in seed_groups.values() for r in g["runs"])
     bench = _json(reports_dir / "benchmarks" / "bench_epoch.json")
     rel = lambda p: os.path.relpath(p, reports_dir)
     return {
         "seed": SEED, "seed_row": SEED_HISTORY[SEED["best_epoch"] - 1], "commit": short_commit(S["env"]["git_commit"]),
-        "sweep_commits": sorted({short_commit(r["git_commit"]) for g in groups.values() for r in g["runs"]}),
+        "sweep_commits": sorted({short_commit(r["git_commit"]) for g in seed_groups.values() for r in g["runs"]}),
         "mnist_files": [(k, v[1], v[0]) for k, v in MNIST_FILES.items()],
         "n_train_source": sub.n_train_source, "n_test_source": sub.n_test_source,
         "n_train": len(sub.train_labels), "n_test": len(sub.test_labels), "n_heldout_images": len(sub.heldout_labels),
@@ -136,7 +137,10 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
         "layers": layer_rows("siamese"), "n_params": count_parameters(build_model("siamese")),
         "concat_params": count_parameters(build_model("concat")),
         "S": S, "C": C, "groups": groups, "test_group": test_group, "val_siamese": val_siamese,
-        "val_concat": val_concat, "seed_place": seed_place, "sweep_envs": sweep_envs,
+        "val_concat": val_concat, "seed_place": seed_place,
+        "unseen": groups.get("unseen_digits__validation"),
+        "openset_rows": openset_rows(groups.get("unseen_digits__validation")), "fashion": groups.get("fashion_siamese__validation"),
+        "fashion_classes": FASHION_CLASSES, "sweep_envs": sweep_envs,
         "sweep_period": (sweep_dates[0], sweep_dates[-1]) if sweep_dates else None,
         "repro": repro_check(S, val_siamese) if val_siamese else None,
         "aug": _json(reports_dir / "aug_selection.json"),
@@ -154,6 +158,18 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
     }
 
 
+PAIR_TYPES = {"seen–seen same": "已见–已见，同类", "seen–seen different": "已见–已见，异类",
+              "8–8": "8–8（未见，同类）", "9–9": "9–9（未见，同类）",
+              "unseen–unseen different": "8–9（未见，异类）", "unseen–seen": "8 或 9 对已见数字（异类）"}
+
+
+def openset_rows(group: dict | None) -> list[tuple]:
+    """(label, pairs, acc interval, acc-at-threshold interval) per open-set pair type of a group."""
+    o = (group or {}).get("openset", {})
+    return [(label, int(o[f"pair_types.{k}.pairs"]["mean"]), o[f"pair_types.{k}.acc"],
+             o[f"pair_types.{k}.acc_at_threshold"]) for k, label in PAIR_TYPES.items() if f"pair_types.{k}.acc" in o]
+
+
 def pct(x) -> str:
     return "—" if x is None else f"{100 * x:.2f}%"
 
@@ -162,6 +178,13 @@ def pm(group: dict, key: str) -> str:
     """"98.41% ± 0.21"(95 % CI half-width, points) from a summary group."""
     m, (lo, hi) = group["mean"][key], group["ci95"][key]
     return f"{100 * m:.2f}% ± {100 * (hi - lo) / 2:.2f}"
+
+
+def pmi(st: dict, digits: int | None = None) -> str:
+    """One {"mean": …, "ci95": […]} interval (summary.interval): "98.41% ± 0.21" (points),
+    or with `digits` a plain "0.9951 ± 0.0012"."""
+    m, half = st["mean"], (st["ci95"][1] - st["ci95"][0]) / 2
+    return f"{100 * m:.2f}% ± {100 * half:.2f}" if digits is None else f"{m:.{digits}f} ± {half:.{digits}f}"
 
 
 def pm_plain(stats: dict, key: str, digits: int = 4) -> str:
@@ -181,7 +204,7 @@ def _environment():
                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(code=lambda x: f"`{x}`", pct=pct, f4=lambda x: f"{x:.4f}", f2=lambda x: f"{x:.2f}", f1=lambda x: f"{x:.1f}",
                        f0=lambda x: f"{x:.0f}", thousands=lambda x: f"{x:,}")
-    env.globals.update(pm=pm, pm_plain=pm_plain)
+    env.globals.update(pm=pm, pm_plain=pm_plain, pmi=pmi)
     return env
 
 

@@ -2,6 +2,10 @@
 
     python -m mnist_pairs summarize        # reads experiments/sweeps/*/seed*/results.json
 
+A group found under experiments/sweeps/ replaces the committed one; a group that is only
+committed (reports/sweeps/<group>/, e.g. after a fresh clone) is summarised again from its
+committed run files, so running one sweep never drops the others.
+
 Each group lists its runs (seed, selected epoch, test and held-out accuracy, the image-level
 bootstrap interval, training time, precision, CPU/device) and the mean, standard deviation
 and a 95 % t-interval of the mean of every numeric field, over seeds. The run files that
@@ -9,6 +13,7 @@ back each row are copied to reports/sweeps/<group>/seed<N>/ (small files only).
 """
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from datetime import datetime
@@ -53,13 +58,34 @@ def aggregate(rows: list[dict]) -> tuple[dict, dict, dict]:
     mean, sd, ci = {}, {}, {}
     for k in NUMERIC:
         xs = [r[k] for r in rows if r.get(k) is not None]
-        if not xs:
-            continue
-        mean[k] = statistics.mean(xs)
-        sd[k] = statistics.stdev(xs) if len(xs) > 1 else 0.0
-        half = t95(len(xs)) * sd[k] / math.sqrt(len(xs)) if len(xs) > 1 else math.nan
-        ci[k] = [mean[k] - half, mean[k] + half]
+        if xs:
+            st = interval(xs)
+            mean[k], sd[k], ci[k] = st["mean"], st["sd"], st["ci95"]
     return mean, sd, ci
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, float]:
+    """{"a": {"b": 1.0}} -> {"a.b": 1.0}: the numbers of a nested results entry, by path."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def interval(xs: list[float]) -> dict:
+    """mean, sd and the 95 % t-interval of the mean of xs."""
+    m = statistics.mean(xs)
+    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    half = t95(len(xs)) * sd / math.sqrt(len(xs)) if len(xs) > 1 else math.nan
+    return {"mean": m, "sd": sd, "ci95": [m - half, m + half], "n": len(xs)}
+
+
+def _seed_text(seeds: list[int]) -> str:
+    contiguous = seeds == list(range(seeds[0], seeds[-1] + 1))
+    return f"{seeds[0]}-{seeds[-1]}" if contiguous and len(seeds) > 1 else ",".join(map(str, seeds))
 
 
 def group(folder: Path) -> dict | None:
@@ -69,25 +95,49 @@ def group(folder: Path) -> dict | None:
     cfg = runs[0].cfg
     rows = [run_row(r) for r in runs]
     mean, sd, ci = aggregate(rows)
+    seeds = sorted(r["seed"] for r in rows)
+    extra = {}
+    if all("openset" in r.results for r in runs):   # open-set pair types and one-shot, over seeds
+        flat = [flatten(r.results["openset"]) for r in runs]
+        extra["openset"] = {k: interval([f[k] for f in flat]) for k in flat[0] if all(k in f for f in flat)}
     return {"name": folder.name.split("__")[0], "group": folder.name, "model": cfg.model, "protocol": cfg.protocol,
+            "dataset": cfg.dataset, "train_classes": cfg.train_classes,
+            "command": f"python -m mnist_pairs sweep --params params/{folder.name.split('__')[0]}.yaml "
+                       f"--protocol {cfg.protocol} --seeds {_seed_text(seeds)}",
             "params": count_parameters(build_model(cfg.model)), "n_runs": len(rows), "runs": rows,
-            "mean": mean, "sd": sd, "ci95": ci,
+            "mean": mean, "sd": sd, "ci95": ci, **extra,
             "config": {k: v for k, v in cfg.to_dict().items() if k not in ("seed", "out_dir", "run_name")},
             "_runs": runs}
 
 
+def _previous(out: Path) -> dict:
+    """{(group, seed): finished} from the summary.json being replaced."""
+    try:
+        old = json.loads(out.read_text())["groups"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {(name, r["seed"]): r["finished"] for name, g in old.items() for r in g["runs"]}
+
+
 def summarize(sweeps_dir: str = SWEEPS_DIR, out: Path = REPORTS_DIR / "summary.json", copy_runs: bool = True) -> dict:
-    groups = [g for g in (group(p) for p in sorted(resolve(sweeps_dir).glob("*__*")) if p.is_dir()) if g]
+    fresh = {p.name: p for p in sorted(resolve(sweeps_dir).glob("*__*")) if p.is_dir()}
+    committed = {p.name: p for p in sorted((out.parent / "sweeps").glob("*__*")) if p.is_dir() and p.name not in fresh}
+    groups = [g for g in (group(p) for p in {**fresh, **committed}.values()) if g]
+    groups.sort(key=lambda g: g["group"])
     if not groups:
         raise RunNotFound(f"no finished sweep runs under {resolve(sweeps_dir)}: run `make sweep` first "
                           f"(the committed {out} is left as it is)")
+    before = _previous(out)
     for g in groups:
         runs = g.pop("_runs")
-        if copy_runs:
+        if g["group"] not in fresh:  # committed copies: their file times are checkout times, not finish times
+            for row in g["runs"]:
+                row["finished"] = before.get((g["group"], row["seed"]), row["finished"])
+        if copy_runs and g["group"] in fresh:
             for run in runs:
                 for f in RUN_FILES:
                     atomic_write_bytes(out.parent / "sweeps" / g["group"] / run.dir.name / f, (run.dir / f).read_bytes())
-    summary = {"command": "make sweep", "written": datetime.now().isoformat(timespec="seconds"),
+    summary = {"command": "python -m mnist_pairs summarize", "written": datetime.now().isoformat(timespec="seconds"),
                "groups": {g["group"]: g for g in groups}}
     write_json(out, summary)
     return summary

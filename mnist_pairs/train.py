@@ -32,13 +32,17 @@ from .metrics import accuracy_at, choose_threshold, image_bootstrap_ci, pair_met
 from .models import build_model, count_parameters, score_pairs
 from .paths import atomic_write_bytes, atomic_write_text, resolve
 from .runs import LATEST_POINTER, Run, load_checkpoint, new_run_dir, save_checkpoint, write_json
+from .tboard import TensorBoardLog
 
 RESUME_MAY_CHANGE = ("epochs", "device", "precision", "num_threads", "eval_batch_size")
 EPOCH_SETS = ("val", "test")  # scored every epoch; "heldout" only once, at the end
 
 
-def pair_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The training objective (BCE on logits); evaluation computes its loss in metrics.py."""
+def pair_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "bce_logits") -> torch.Tensor:
+    """The training objective: BCE on logits, or ("bce_sigmoid", the seed's first version)
+    plain BCE on sigmoid outputs. Evaluation computes its loss in metrics.py."""
+    if kind == "bce_sigmoid":
+        return F.binary_cross_entropy(torch.sigmoid(logits), target)
     return F.binary_cross_entropy_with_logits(logits, target)
 
 
@@ -62,9 +66,9 @@ def train_one_epoch(model, opt, scaler, data: DeviceData, cfg: Config, epoch: in
                     device: torch.device, precision: str) -> dict[str, float]:
     """One pass over the epoch's fresh pairs, augmented in whole batches on `device`."""
     model.train()
-    a, b, y = train_pairs(data.train_labels, cfg.train_pairs, cfg.seed, epoch)
+    a, b, y = train_pairs(data.train_labels, cfg.train_pairs, cfg.seed, epoch, cfg.pair_sampling)
     n = len(y)
-    aug = A.draw_aug(2 * n, cfg, A.aug_generator(cfg.seed, epoch)).to(device)
+    aug = A.draw_aug(2 * n, cfg, A.aug_generator(cfg.seed, epoch)).to(device) if cfg.augment else None
     a, b, y = a.to(device), b.to(device), y.to(device)
     fmt = H.memory_format(cfg)
     loss_sum, correct = 0.0, 0
@@ -73,10 +77,12 @@ def train_one_epoch(model, opt, scaler, data: DeviceData, cfg: Config, epoch: in
     for i in bar:
         j = min(i + cfg.batch_size, n)
         # both sides of the batch augmented in one call: rows [i, j) of a, then of b
-        x = A.normalize(A.augment_pair_batch(data.train_images, a, b, aug, i, j)).contiguous(memory_format=fmt)
+        x = A.augment_pair_batch(data.train_images, a, b, aug, i, j) if aug else \
+            data.train_images[torch.cat([a[i:j], b[i:j]])]
+        x = A.normalize(x).contiguous(memory_format=fmt)
         with H.autocast(device, precision):
             logits = model(x[: j - i], x[j - i:])
-        loss = pair_loss(logits.float(), y[i:j])
+        loss = pair_loss(logits.float(), y[i:j], cfg.loss)
         value = loss.item()
         if not math.isfinite(value):  # checked before the step: the weights stay those of last.pt's epoch
             raise TrainingDiverged(f"training loss became {value} at epoch {epoch}, batch {i // cfg.batch_size}; "
@@ -164,17 +170,19 @@ def fit(cfg: Config | None = None, resume=None, overrides: dict | None = None, l
     atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
 
     torch.manual_seed(cfg.seed)  # model init and dropout: the only users of the global RNG
-    model = build_model(cfg.model).to(device, memory_format=H.memory_format(cfg))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.lr_factor,
-                                                       patience=cfg.lr_patience, min_lr=cfg.lr_min)
+    model = build_model(cfg.model, dropout=cfg.dropout).to(device, memory_format=H.memory_format(cfg))
+    opt = (torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam)(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience,
+                                                       min_lr=cfg.lr_min) if cfg.lr_schedule == "plateau" else None
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     history: list[dict] = []
     best, start = -1.0, 1
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
+        if sched:
+            sched.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         history, best, start = state["history"], state["best_score"], state["epoch"] + 1
         torch.set_rng_state(state["rng_cpu"])
@@ -183,6 +191,7 @@ def fit(cfg: Config | None = None, resume=None, overrides: dict | None = None, l
         log(f"resuming {run_dir.name} at epoch {start}/{cfg.epochs}")
 
     step_model = torch.compile(model) if cfg.compile else model
+    tb = TensorBoardLog(run_dir) if cfg.tensorboard else None
     sel = data.cpu.selection
     log(f"run {run_dir}  model={cfg.model} ({count_parameters(model):,} params)  device={device}  "
         f"precision={precision}  protocol={cfg.protocol} (selects on {sel})  epochs {start}..{cfg.epochs}")
@@ -194,7 +203,8 @@ def fit(cfg: Config | None = None, resume=None, overrides: dict | None = None, l
         lr = opt.param_groups[0]["lr"]
         tr = train_one_epoch(step_model, opt, scaler, data, cfg, epoch, device, precision)
         ev = evaluate(model, data, cfg, device, precision)
-        sched.step(ev[f"{sel}_loss"])
+        if sched:
+            sched.step(ev[f"{sel}_loss"])
         record = {"epoch": epoch, **tr, **ev, "lr": lr, "seconds": time.perf_counter() - t0}
         history.append(record)
         if ev[f"{sel}_acc"] > best:
@@ -202,11 +212,13 @@ def fit(cfg: Config | None = None, resume=None, overrides: dict | None = None, l
             save_checkpoint({"model": model.state_dict(), "model_name": cfg.model, "epoch": epoch, **ev},
                             run_dir / "best.pt")
         save_checkpoint({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                         "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
+                         "scheduler": sched.state_dict() if sched else None, "scaler": scaler.state_dict(), "epoch": epoch,
                          "best_score": best, "history": history, "rng_cpu": torch.get_rng_state(),
                          "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
                         run_dir / "last.pt")
         write_json(run_dir / "history.json", history)
+        if tb:
+            tb.epoch(record)
         line = f"epoch {epoch:3d}/{cfg.epochs}  train loss {tr['train_loss']:.4f} acc {tr['train_acc']:.4f}  " + \
             "  ".join(f"{k} loss {ev[k + '_loss']:.4f} acc {ev[k + '_acc']:.4f}"
                       for k in EPOCH_SETS if k + "_acc" in ev) + f"  lr {lr:.2e}  {record['seconds']:.1f}s"
@@ -217,6 +229,8 @@ def fit(cfg: Config | None = None, resume=None, overrides: dict | None = None, l
             log(line)
     bar.close()
     run = finish(run_dir, model, data, cfg, device, precision, history)
+    if tb:
+        tb.finish(run, data.cpu)
     atomic_write_text(cfg.out_path / LATEST_POINTER, str(run_dir) + "\n")
     return run
 
