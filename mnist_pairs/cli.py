@@ -117,11 +117,14 @@ def _run(args) -> int:
     if args.command == "summarize":
         from .summary import summarize
 
+        from .ablation import write_figures
         from .report import update_readme
 
         s = summarize()
         for name, g in s["groups"].items():
             print(f"{name}: {g['n_runs']} runs, held-out acc {g['mean']['heldout_acc']:.4f}")
+        for path in write_figures(s["groups"]):
+            print(path)
         update_readme()
         return 0
     if args.command == "calibrate":

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from .data import load_data, pair_balance
+from .ablation import ablation_rows
 from .mnist import FASHION_CLASSES, MNIST_FILES
 from .models import build_model, count_parameters
 from .paths import REPORTS_DIR, atomic_write_text, resolve
@@ -99,6 +100,16 @@ def repro_check(fresh: dict, group: dict) -> dict | None:
     return out
 
 
+def _pick(groups: dict, name: str, model: str, protocol: str) -> dict | None:
+    """The group `name`, else the first plain MNIST group of that model and protocol (not an
+    ablation, open-set or other-dataset group)."""
+    if name in groups:
+        return groups[name]
+    return next((g for g in groups.values() if g["model"] == model and g["protocol"] == protocol
+                 and g.get("dataset", "mnist") == "mnist" and not g.get("train_classes")
+                 and not g["name"].startswith("ablate_")), None)
+
+
 def collect(reports_dir: Path = REPORTS_DIR) -> dict:
     """Every fact the report states, from the files under reports/ (a plain dict)."""
     runs = {m: Run(reports_dir / "runs" / n) for m, n in (("siamese", "seed_siamese"), ("concat", "seed_concat"))
@@ -109,10 +120,10 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
     sub = data.subset
     summary = _json(reports_dir / "summary.json") or {"groups": {}}
     groups = summary["groups"]
-    test_group = groups.get("seed_siamese__test")
-    val_siamese = groups.get("seed_siamese__validation")
-    val_concat = groups.get("seed_concat__validation")
-    seed_groups = {k: g for k, g in groups.items() if g["name"] in ("seed_siamese", "seed_concat")}  # `make sweep`
+    test_group = _pick(groups, "seed_siamese__test", "siamese", "test")
+    val_siamese = _pick(groups, "seed_siamese__validation", "siamese", "validation")
+    val_concat = _pick(groups, "seed_concat__validation", "concat", "validation")
+    seed_groups = {g["group"]: g for g in (test_group, val_siamese, val_concat) if g}  # `make sweep`
     seed_place = None
     if test_group and test_group["n_runs"] > 1:
         xs = [r["best_test_acc"] for r in test_group["runs"]]
@@ -140,7 +151,9 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
         "val_concat": val_concat, "seed_place": seed_place,
         "unseen": groups.get("unseen_digits__validation"),
         "openset_rows": openset_rows(groups.get("unseen_digits__validation")), "fashion": groups.get("fashion_siamese__validation"),
-        "fashion_classes": FASHION_CLASSES, "sweep_envs": sweep_envs,
+        "fashion_classes": FASHION_CLASSES, "ablation": ablation_rows(groups),
+        "ablation_figures": [rel(reports_dir / "figures" / "ablation" / f) for f in ("heldout.png", "curves.png")
+                             if (reports_dir / "figures" / "ablation" / f).is_file()], "sweep_envs": sweep_envs,
         "sweep_period": (sweep_dates[0], sweep_dates[-1]) if sweep_dates else None,
         "repro": repro_check(S, val_siamese) if val_siamese else None,
         "aug": _json(reports_dir / "aug_selection.json"),

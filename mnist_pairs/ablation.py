@@ -1,0 +1,78 @@
+"""The seed's optimisation story measured: one change at a time from the seed configuration.
+
+    rows = ablation_rows(summary["groups"])        # the report's table, paired against the seed config
+    paths = write_figures(summary["groups"])       # reports/figures/ablation/{heldout,curves}.png
+
+Each variant is a params file `params/ablate_<name>.yaml` (the seed configuration plus one
+change) swept over training seeds under the validation protocol. The difference to the seed
+configuration is paired: the same training seeds of `seed_siamese__validation`, seed by seed,
+so the interval of the mean difference leaves out what the seeds share.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .paths import REPORTS_DIR
+from .summary import interval
+
+BASELINE = "seed_siamese__validation"
+# group -> (seed step, what changes from the seed configuration), in the order of the seed's §5
+VARIANTS = {
+    "seed_concat__validation": ("①", "左右拼接 CNN（而非 Siamese）"),
+    "ablate_bce_sigmoid__validation": ("②", "sigmoid 输出上的普通 BCE（而非 BCEWithLogits）"),
+    "ablate_adam__validation": ("②", "Adam，权重衰减作 L2（而非 AdamW）"),
+    "ablate_fp32__validation": ("②", "不用混合精度（fp32）"),
+    "ablate_random_pairs__validation": ("③", "随机配对，约 1/10 同类（而非平衡配对）"),
+    "ablate_no_augment__validation": ("④", "不做数据增强"),
+    "ablate_no_dropout__validation": ("④", "头部不用 dropout"),
+    "ablate_constant_lr__validation": ("⑤", "恒定学习率（而非 ReduceLROnPlateau）"),
+    "ablate_epochs10__validation": ("⑥", "10 轮（而非 25 轮）"),
+    "ablate_epochs50__validation": ("⑥", "50 轮（而非 25 轮）"),
+}
+METRICS = ("val_acc", "test_acc", "heldout_acc")
+
+
+def paired(group: dict, base: dict, key: str) -> dict | None:
+    """Interval of the mean of group − baseline over the training seeds both have (≥ 2)."""
+    base_by_seed = {r["seed"]: r[key] for r in base["runs"] if r.get(key) is not None}
+    diffs = [r[key] - base_by_seed[r["seed"]] for r in group["runs"] if r["seed"] in base_by_seed]
+    return interval(diffs) if len(diffs) > 1 else None
+
+
+def ablation_rows(groups: dict) -> list[dict]:
+    """One row per measured variant: step, change, seeds, the group's stats and the paired Δ."""
+    base = groups.get(BASELINE)
+    if base is None:
+        return []
+    rows = [{"step": "②", "change": "原实验最终配置（基线）", "group": base, "delta": None}]
+    for name, (step, change) in VARIANTS.items():
+        if name in groups:
+            g = groups[name]
+            rows.append({"step": step, "change": change, "group": g,
+                         "delta": {k: paired(g, base, k) for k in METRICS}})
+    return rows
+
+
+def mean_curves(group_dir: Path, key: str = "val_acc") -> tuple[list[int], list[float]]:
+    """Epochs and the mean of `key` over the group's seeds (committed history.json files)."""
+    hists = [json.loads(p.read_text()) for p in sorted(group_dir.glob("seed*/history.json"))]
+    n = min(len(h) for h in hists)
+    return list(range(1, n + 1)), [sum(h[i][key] for h in hists) / len(hists) for i in range(n)]
+
+
+def write_figures(groups: dict, reports_dir: Path = REPORTS_DIR) -> list[Path]:
+    """Held-out accuracy per variant with 95 % CI bars, and mean validation curves."""
+    from .plots import plot_ablation, plot_variant_curves, save_figure
+
+    rows = ablation_rows(groups)
+    if len(rows) < 2:
+        return []
+    out = reports_dir / "figures" / "ablation"
+    labels = [f"{r['step']} {r['change']}" for r in rows]
+    paths = [save_figure(plot_ablation(labels, [r["group"]["mean"]["heldout_acc"] for r in rows],
+                                       [r["group"]["ci95"]["heldout_acc"] for r in rows]), out / "heldout.png")]
+    curves = {label: mean_curves(reports_dir / "sweeps" / r["group"]["group"]) for label, r in zip(labels, rows)
+              if (reports_dir / "sweeps" / r["group"]["group"]).is_dir()}
+    paths.append(save_figure(plot_variant_curves(curves), out / "curves.png"))
+    return paths
