@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import augment as A
+from . import distributed as D
 from . import hardware as H
 from . import openset
 from .config import Config
@@ -63,8 +64,9 @@ def _progress_is_interactive() -> bool:
 
 
 def train_one_epoch(model, opt, scaler, data: DeviceData, cfg: Config, epoch: int,
-                    device: torch.device, precision: str) -> dict[str, float]:
-    """One pass over the epoch's fresh pairs, augmented in whole batches on `device`."""
+                    device: torch.device, precision: str, d: D.Dist = D.Dist(), on_step=None) -> dict[str, float]:
+    """One pass over the epoch's fresh pairs, augmented in whole batches on `device`. Under
+    torchrun each rank trains its slice of every global batch (distributed.py)."""
     model.train()
     a, b, y = train_pairs(data.train_labels, cfg.train_pairs, cfg.seed, epoch, cfg.pair_sampling)
     n = len(y)
@@ -73,16 +75,16 @@ def train_one_epoch(model, opt, scaler, data: DeviceData, cfg: Config, epoch: in
     fmt = H.memory_format(cfg)
     loss_sum, correct = 0.0, 0
     bar = tqdm(range(0, n, cfg.batch_size), desc=f"epoch {epoch}", leave=False, unit="batch",
-               disable=not _progress_is_interactive())
+               disable=not (_progress_is_interactive() and d.main))
     for i in bar:
-        j = min(i + cfg.batch_size, n)
-        # both sides of the batch augmented in one call: rows [i, j) of a, then of b
-        x = A.augment_pair_batch(data.train_images, a, b, aug, i, j) if aug else \
-            data.train_images[torch.cat([a[i:j], b[i:j]])]
+        lo, hi = d.shard(i, min(i + cfg.batch_size, n))  # the whole batch [i, j) in one process
+        # both sides of the batch augmented in one call: rows [lo, hi) of a, then of b
+        x = A.augment_pair_batch(data.train_images, a, b, aug, lo, hi) if aug else \
+            data.train_images[torch.cat([a[lo:hi], b[lo:hi]])]
         x = A.normalize(x).contiguous(memory_format=fmt)
         with H.autocast(device, precision):
-            logits = model(x[: j - i], x[j - i:])
-        loss = pair_loss(logits.float(), y[i:j], cfg.loss)
+            logits = model(x[: hi - lo], x[hi - lo:])
+        loss = pair_loss(logits.float(), y[lo:hi], cfg.loss)
         value = loss.item()
         if not math.isfinite(value):  # checked before the step: the weights stay those of last.pt's epoch
             raise TrainingDiverged(f"training loss became {value} at epoch {epoch}, batch {i // cfg.batch_size}; "
@@ -91,9 +93,12 @@ def train_one_epoch(model, opt, scaler, data: DeviceData, cfg: Config, epoch: in
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
-        loss_sum += value * (j - i)
-        correct += int(((logits.detach() > 0).float() == y[i:j]).sum())
+        loss_sum += value * (hi - lo)
+        correct += int(((logits.detach() > 0).float() == y[lo:hi]).sum())
         bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+        if on_step:
+            on_step(model)
+    loss_sum, correct = d.sum(loss_sum, correct)
     return {"train_loss": loss_sum / n, "train_acc": correct / n}
 
 
@@ -145,19 +150,12 @@ def _prepare(cfg: Config | None, resume, overrides: dict | None):
     if (run_dir / "best.pt").is_file():
         load_checkpoint(run_dir / "best.pt")  # a damaged best.pt is reported now, before anything is written
     for tmp in run_dir.glob(".*.tmp*"):       # left by a write that a kill interrupted
-        tmp.unlink()
+        tmp.unlink(missing_ok=True)
     return saved.replace(**changes), run_dir, state
 
 
-def fit(cfg: Config | None = None, resume=None, overrides: dict | None = None, log=print) -> Run:
-    """Train as configured (or continue `resume`'s run) and return the finished Run."""
-    cfg, run_dir, state = _prepare(cfg, resume, overrides)
-    device = H.resolve_device(cfg)
-    precision = H.resolve_precision(cfg, device)
-    cfg = cfg.replace(device=device.type, precision=precision)  # what config.yaml records
-    H.setup_backend(cfg, device)
-    data = DeviceData(load_data(cfg, log), cfg, device)
-    env = H.environment(device, precision)
+def _open_run_dir(cfg: Config, run_dir, state, data: DeviceData, env: dict):
+    """Create the run folder (or record a resume in env.json), and write config.yaml."""
     if run_dir is None:
         run_dir = new_run_dir(cfg)
         env.update(model=cfg.model, subset_index_sha256=data.cpu.subset.index_sha256)
@@ -168,6 +166,22 @@ def fit(cfg: Config | None = None, resume=None, overrides: dict | None = None, l
                                                    "from_epoch": state["epoch"], **env})
         write_json(run_dir / "env.json", original)
     atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
+    return run_dir
+
+
+def fit(cfg: Config | None = None, resume=None, overrides: dict | None = None, log=print, on_step=None) -> Run:
+    """Train as configured (or continue `resume`'s run) and return the finished Run.
+    `on_step(model)` runs after every optimiser step (for instrumentation)."""
+    cfg, run_dir, state = _prepare(cfg, resume, overrides)
+    device = H.resolve_device(cfg)
+    d = D.init(device)
+    log = log if d.main else (lambda m: None)
+    precision = H.resolve_precision(cfg, device)
+    cfg = cfg.replace(device=device.type, precision=precision)  # what config.yaml records
+    H.setup_backend(cfg, device)
+    data = DeviceData(load_data(cfg, log), cfg, device)
+    env = {**H.environment(device, precision), **d.facts()}
+    run_dir = d.broadcast(_open_run_dir(cfg, run_dir, state, data, env) if d.main else None)
 
     torch.manual_seed(cfg.seed)  # model init and dropout: the only users of the global RNG
     model = build_model(cfg.model, dropout=cfg.dropout).to(device, memory_format=H.memory_format(cfg))
@@ -190,25 +204,29 @@ def fit(cfg: Config | None = None, resume=None, overrides: dict | None = None, l
             torch.cuda.set_rng_state(state["rng_cuda"], device)
         log(f"resuming {run_dir.name} at epoch {start}/{cfg.epochs}")
 
-    step_model = torch.compile(model) if cfg.compile else model
-    tb = TensorBoardLog(run_dir) if cfg.tensorboard else None
+    step_model = D.wrap(model, d)
+    step_model = torch.compile(step_model) if cfg.compile else step_model
+    tb = TensorBoardLog(run_dir) if cfg.tensorboard and d.main else None
     sel = data.cpu.selection
     log(f"run {run_dir}  model={cfg.model} ({count_parameters(model):,} params)  device={device}  "
         f"precision={precision}  protocol={cfg.protocol} (selects on {sel})  epochs {start}..{cfg.epochs}")
-    interactive = _progress_is_interactive()
+    interactive = _progress_is_interactive() and d.main
     bar = tqdm(range(start, cfg.epochs + 1), desc="epochs", unit="epoch", initial=start - 1,
                total=cfg.epochs, disable=not interactive)
     for epoch in bar:
         t0 = time.perf_counter()
         lr = opt.param_groups[0]["lr"]
-        tr = train_one_epoch(step_model, opt, scaler, data, cfg, epoch, device, precision)
-        ev = evaluate(model, data, cfg, device, precision)
+        tr = train_one_epoch(step_model, opt, scaler, data, cfg, epoch, device, precision, d, on_step)
+        ev = d.broadcast(evaluate(model, data, cfg, device, precision) if d.main else None)  # rank 0 scores
         if sched:
             sched.step(ev[f"{sel}_loss"])
         record = {"epoch": epoch, **tr, **ev, "lr": lr, "seconds": time.perf_counter() - t0}
         history.append(record)
-        if ev[f"{sel}_acc"] > best:
-            best = ev[f"{sel}_acc"]
+        improved = ev[f"{sel}_acc"] > best
+        best = max(best, ev[f"{sel}_acc"])
+        if not d.main:
+            continue
+        if improved:
             save_checkpoint({"model": model.state_dict(), "model_name": cfg.model, "epoch": epoch, **ev},
                             run_dir / "best.pt")
         save_checkpoint({"model": model.state_dict(), "optimizer": opt.state_dict(),
@@ -228,11 +246,13 @@ def fit(cfg: Config | None = None, resume=None, overrides: dict | None = None, l
         else:
             log(line)
     bar.close()
-    run = finish(run_dir, model, data, cfg, device, precision, history)
-    if tb:
-        tb.finish(run, data.cpu)
-    atomic_write_text(cfg.out_path / LATEST_POINTER, str(run_dir) + "\n")
-    return run
+    if d.main:
+        run = finish(run_dir, model, data, cfg, device, precision, history)
+        if tb:
+            tb.finish(run, data.cpu)
+        atomic_write_text(cfg.out_path / LATEST_POINTER, str(run_dir) + "\n")
+    d.barrier()  # the other ranks return once rank 0 has written everything
+    return Run(run_dir)
 
 
 def finish(run_dir, final_model, data: DeviceData, cfg: Config, device, precision: str, history: list[dict]) -> Run:
