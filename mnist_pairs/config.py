@@ -34,7 +34,8 @@ INTERPOLATIONS = ("bilinear", "nearest")
 DATASETS = ("mnist", "fashion_mnist")
 # Choices of the ablation of the seed's steps (issue 9); the first of each is the seed's final one.
 CHOICES = {"loss": ("bce_logits", "bce_sigmoid"), "optimizer": ("adamw", "adam"),
-           "pair_sampling": ("balanced", "random"), "lr_schedule": ("plateau", "constant")}
+           "pair_sampling": ("balanced", "random"), "lr_schedule": ("plateau", "constant"),
+           "pairing": ("independent", "shared")}
 SEED_LIMIT = 2 ** 32  # numpy and torch generators take seeds in [0, 2**32)
 
 
@@ -53,6 +54,9 @@ class Config:
                                       # and score open-set pairs with the others (openset.py)
     subset_fraction: float = 0.1      # share of MNIST train and test drawn once: 6,000 / 1,000 images
     train_pairs: int = 12000          # fresh balanced pairs per epoch
+    pairing: str = "independent"      # "independent": each pair's two images encoded (and augmented) on
+                                      # their own, as the seed does; "shared": each image of a batch
+                                      # encoded once, pairs formed among the batch (shared_encoding.py)
     test_pairs: int = 4000            # balanced test pairs, drawn once and saved
     val_images: int = 1000            # validation protocol: training images held out, stratified by digit
     val_pairs: int = 4000             # validation protocol: balanced pairs among them, drawn once
@@ -149,6 +153,8 @@ class Config:
             checks += [(getattr(self, k) in v, f"{k} must be one of {v}, got {getattr(self, k)!r}")
                        for k, v in CHOICES.items()]
             checks += [
+                (self.pairing == "independent" or self.model == "siamese",
+                 "pairing 'shared' needs model 'siamese' (it compares embeddings)"),
                 (self.dataset in DATASETS, f"dataset must be one of {DATASETS}, got {self.dataset!r}"),
                 ((2 <= len(classes) <= 8 or len(classes) == 10) and all(0 <= c <= 9 for c in classes),
                  f"train_classes must name 2 to 8 of the classes 0-9 (at least 2 left unseen), "

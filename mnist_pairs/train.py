@@ -33,6 +33,7 @@ from .metrics import accuracy_at, choose_threshold, image_bootstrap_ci, pair_met
 from .models import build_model, count_parameters, score_pairs
 from .paths import atomic_write_bytes, atomic_write_text, resolve
 from .runs import LATEST_POINTER, Run, load_checkpoint, new_run_dir, save_checkpoint, write_json
+from .shared_encoding import train_epoch_shared
 from .tboard import TensorBoardLog
 
 RESUME_MAY_CHANGE = ("epochs", "device", "precision", "num_threads", "eval_batch_size")
@@ -67,6 +68,8 @@ def train_one_epoch(model, opt, scaler, data: DeviceData, cfg: Config, epoch: in
                     device: torch.device, precision: str, d: D.Dist = D.Dist(), on_step=None) -> dict[str, float]:
     """One pass over the epoch's fresh pairs, augmented in whole batches on `device`. Under
     torchrun each rank trains its slice of every global batch (distributed.py)."""
+    if cfg.pairing == "shared":
+        return train_epoch_shared(model, opt, scaler, data, cfg, epoch, device, precision, pair_loss, on_step)
     model.train()
     a, b, y = train_pairs(data.train_labels, cfg.train_pairs, cfg.seed, epoch, cfg.pair_sampling)
     n = len(y)
@@ -175,6 +178,8 @@ def fit(cfg: Config | None = None, resume=None, overrides: dict | None = None, l
     cfg, run_dir, state = _prepare(cfg, resume, overrides)
     device = H.resolve_device(cfg)
     d = D.init(device)
+    if d.active and cfg.pairing == "shared":
+        raise ConfigError("pairing 'shared' trains in one process; run it without torchrun")
     log = log if d.main else (lambda m: None)
     precision = H.resolve_precision(cfg, device)
     cfg = cfg.replace(device=device.type, precision=precision)  # what config.yaml records

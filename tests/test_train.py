@@ -126,3 +126,23 @@ def test_smoke_run_on_real_mnist_learns(tmp_path):
     assert hist[-1]["val_acc"] > 0.8 and res["best_test"]["acc"] > 0.8 and res["best_heldout"]["acc"] > 0.8
     assert res["best_heldout"]["auc"] > 0.9
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+
+
+def test_shared_encoding_pairs_are_balanced_distinct_and_correctly_labelled():
+    from mnist_pairs.shared_encoding import batch_pairs
+
+    labels = torch.randint(0, 10, (256,), generator=torch.Generator().manual_seed(0))
+    ia, ib, y = batch_pairs(labels, torch.Generator().manual_seed(1))
+    same = int(sum(int(c) * (int(c) - 1) // 2 for c in torch.bincount(labels, minlength=10)))
+    assert int(y.sum()) == same and len(y) == 2 * same            # every same pair, as many different
+    assert (ia < ib).all() and torch.equal(y, (labels[ia] == labels[ib]).float())
+    assert len(set(zip(ia.tolist(), ib.tolist()))) == len(y)       # no pair twice
+
+
+def test_shared_encoding_run_learns_and_keeps_its_rules(tmp_path):
+    with pytest.raises(ConfigError, match="needs model 'siamese'"):
+        Config(pairing="shared", model="concat")
+    run = T.fit(_tiny(tmp_path, pairing="shared", epochs=2, run_name="sh"), **QUIET)
+    h = run.records
+    assert h[1]["train_loss"] < h[0]["train_loss"] and h[1]["val_acc"] > 0.6
+    assert h[0]["train_pairs"] > 10 * TINY["train_pairs"]          # many pairs from few encodings
