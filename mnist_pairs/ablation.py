@@ -7,6 +7,11 @@ Each variant is a params file `params/ablate_<name>.yaml` (the seed configuratio
 change) swept over training seeds under the validation protocol. The difference to the seed
 configuration is paired: the same training seeds of `seed_siamese__validation`, seed by seed,
 so the interval of the mean difference leaves out what the seeds share.
+
+The project's own levers toward an improved model (`params/lever_*.yaml`) follow one rule,
+written before their runs: a lever is adopted only if its paired difference in *validation*
+accuracy against the seed configuration has a 95 % interval above 0. Test and held-out pairs
+are scored, never used for the decision.
 """
 from __future__ import annotations
 
@@ -29,7 +34,15 @@ VARIANTS = {
     "ablate_constant_lr__validation": ("⑤", "恒定学习率（而非 ReduceLROnPlateau）"),
     "ablate_epochs10__validation": ("⑥", "10 轮（而非 25 轮）"),
     "ablate_epochs50__validation": ("⑥", "50 轮（而非 25 轮）"),
+    "lever_shared_e25__validation": ("⑦", "共享编码：每批 256 张图各编码一次，批内全部同类对与等量异类对，25 轮"),
+    "lever_shared_e100__validation": ("⑦", "共享编码，100 轮（编码器前向次数仍少于原配置）"),
 }
+
+
+def adopted(row: dict) -> bool | None:
+    """The rule for the project's levers: the paired Δ of validation accuracy has a 95 % CI above 0."""
+    d = (row.get("delta") or {}).get("val_acc")
+    return None if d is None else d["ci95"][0] > 0
 METRICS = ("val_acc", "test_acc", "heldout_acc")
 
 
