@@ -19,7 +19,8 @@ def test_bench_epoch_quick_reports_every_field(tmp_path):
     out = tmp_path / "bench_epoch.json"
     r = _last_json("benchmarks/bench_epoch.py", "--quick", "--rounds", "1", "--out", str(out))
     for key in ("seed_style_s_per_epoch", "project_s_per_epoch", "project_fp32_s_per_epoch", "speedup",
-                "compute_only_s_per_epoch", "gflops_achieved", "flop_per_epoch_T", "peak_rss_mb", "threads"):
+                "compute_only_s_per_epoch", "gflops_achieved", "flop_per_epoch_T", "peak_rss_mb", "threads",
+                "shared_s_per_epoch", "shared_speedup"):
         assert r[key] > 0, key
     assert abs(r["speedup"] - r["seed_style_s_per_epoch"] / r["project_s_per_epoch"]) < 0.01
     assert r["quick"] is True and r["rounds"] == 1 and r["device"] == "cpu"
