@@ -268,7 +268,7 @@ def plot_ablation(labels: list[str], means: list[float], cis: list[list[float]])
     ax.axvline(m[0], color="C1", ls="--", lw=1, label="原实验最终配置（基线）")
     ax.set_yticks(y, labels)
     ax.set(xlabel="留出对准确率 (%)，训练种子均值与 95% 置信区间", title="逐项消融：留出对准确率")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
 
