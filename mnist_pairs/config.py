@@ -34,7 +34,7 @@ INTERPOLATIONS = ("bilinear", "nearest")
 DATASETS = ("mnist", "fashion_mnist")
 # Choices of the ablation of the seed's steps (issue 9); the first of each is the seed's final one.
 CHOICES = {"loss": ("bce_logits", "bce_sigmoid"), "optimizer": ("adamw", "adam"),
-           "pair_sampling": ("balanced", "random"), "lr_schedule": ("plateau", "constant"),
+           "pair_sampling": ("balanced", "random"), "lr_schedule": ("plateau", "constant", "cosine"),
            "pairing": ("independent", "shared")}
 SEED_LIMIT = 2 ** 32  # numpy and torch generators take seeds in [0, 2**32)
 
@@ -73,7 +73,10 @@ class Config:
     loss: str = "bce_logits"          # "bce_sigmoid": plain BCE on sigmoid outputs (before the seed's step ②)
     pair_sampling: str = "balanced"   # "random": uniform random pairs, about 1 in 10 same-digit (before step ③)
     dropout: bool = True              # False: the head's two Dropout layers become identities
-    lr_schedule: str = "plateau"      # "constant": keep lr for every epoch (no ReduceLROnPlateau)
+    lr_schedule: str = "plateau"      # "constant": keep lr for every epoch (no ReduceLROnPlateau);
+                                      # "cosine": decay from lr to lr_min over the run's epochs
+    ema: float = 0.0                  # > 0: score, select and save an EMA of the weights with this
+                                      # decay per step (optim.py); 0: the weights as trained
     lr_factor: float = 0.5            # ReduceLROnPlateau on the selection loss
     lr_patience: int = 2
     lr_min: float = 1e-5
@@ -135,6 +138,7 @@ class Config:
             (0 < self.lr_factor < 1, f"lr_factor must be in (0, 1), got {self.lr_factor}"),
             (self.lr_patience >= 0, f"lr_patience must be >= 0, got {self.lr_patience}"),
             (0 <= self.lr_min <= self.lr, f"lr_min must be in [0, lr], got {self.lr_min}"),
+            (0 <= self.ema < 1, f"ema must be in [0, 1) (0: off), got {self.ema}"),
             (0 <= self.aug_degrees <= 180, f"aug_degrees must be in [0, 180], got {self.aug_degrees}"),
             (0 <= self.aug_translate < 1, f"aug_translate must be in [0, 1), got {self.aug_translate}"),
             (0 < self.aug_scale_min <= self.aug_scale_max,

@@ -138,8 +138,11 @@ class Run:
     def model(self, which: str = "best", device: str | torch.device = "cpu") -> torch.nn.Module:
         """The model with the checkpoint's weights, in eval mode."""
         ckpt = self.checkpoint(which)
+        weights = ckpt["model"]
+        if ckpt.get("ema"):  # last.pt of a run with a weight EMA (optim.py): the averaged weights were scored
+            weights = {k.removeprefix("module."): v for k, v in ckpt["ema"].items() if k.startswith("module.")}
         model = build_model(self.cfg.model)
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(weights)
         return model.to(device).eval()
 
     def scores(self) -> dict[str, np.ndarray]:

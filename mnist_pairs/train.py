@@ -26,6 +26,7 @@ from . import augment as A
 from . import distributed as D
 from . import hardware as H
 from . import openset
+from . import optim as O
 from .config import Config
 from .data import PairSet, RunData, load_data, train_pairs
 from .errors import ConfigError, RunNotFound, TrainingDiverged
@@ -190,10 +191,9 @@ def fit(cfg: Config | None = None, resume=None, overrides: dict | None = None, l
 
     torch.manual_seed(cfg.seed)  # model init and dropout: the only users of the global RNG
     model = build_model(cfg.model, dropout=cfg.dropout).to(device, memory_format=H.memory_format(cfg))
-    opt = (torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam)(
-        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience,
-                                                       min_lr=cfg.lr_min) if cfg.lr_schedule == "plateau" else None
+    opt, ema = O.make_optimizer(model, cfg), O.make_ema(model, cfg)
+    sched = O.make_schedule(opt, cfg)
+    scored = ema.module if ema else model  # the weights scored each epoch, selected and saved in best.pt
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     history: list[dict] = []
     best, start = -1.0, 1
@@ -203,12 +203,19 @@ def fit(cfg: Config | None = None, resume=None, overrides: dict | None = None, l
         if sched:
             sched.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
+        if ema:
+            ema.load_state_dict(state["ema"])
         history, best, start = state["history"], state["best_score"], state["epoch"] + 1
         torch.set_rng_state(state["rng_cpu"])
         if device.type == "cuda" and state.get("rng_cuda") is not None:
             torch.cuda.set_rng_state(state["rng_cuda"], device)
         log(f"resuming {run_dir.name} at epoch {start}/{cfg.epochs}")
 
+    if ema:
+        def on_step(m, after=on_step):
+            ema.update_parameters(model)
+            if after:
+                after(m)
     step_model = D.wrap(model, d)
     step_model = torch.compile(step_model) if cfg.compile else step_model
     tb = TensorBoardLog(run_dir) if cfg.tensorboard and d.main else None
@@ -222,9 +229,8 @@ def fit(cfg: Config | None = None, resume=None, overrides: dict | None = None, l
         t0 = time.perf_counter()
         lr = opt.param_groups[0]["lr"]
         tr = train_one_epoch(step_model, opt, scaler, data, cfg, epoch, device, precision, d, on_step)
-        ev = d.broadcast(evaluate(model, data, cfg, device, precision) if d.main else None)  # rank 0 scores
-        if sched:
-            sched.step(ev[f"{sel}_loss"])
+        ev = d.broadcast(evaluate(scored, data, cfg, device, precision) if d.main else None)  # rank 0 scores
+        O.step_schedule(sched, ev[f"{sel}_loss"])
         record = {"epoch": epoch, **tr, **ev, "lr": lr, "seconds": time.perf_counter() - t0}
         history.append(record)
         improved = ev[f"{sel}_acc"] > best
@@ -232,10 +238,11 @@ def fit(cfg: Config | None = None, resume=None, overrides: dict | None = None, l
         if not d.main:
             continue
         if improved:
-            save_checkpoint({"model": model.state_dict(), "model_name": cfg.model, "epoch": epoch, **ev},
+            save_checkpoint({"model": scored.state_dict(), "model_name": cfg.model, "epoch": epoch, **ev},
                             run_dir / "best.pt")
         save_checkpoint({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                         "scheduler": sched.state_dict() if sched else None, "scaler": scaler.state_dict(), "epoch": epoch,
+                         "scheduler": sched.state_dict() if sched else None, "scaler": scaler.state_dict(),
+                         "ema": ema.state_dict() if ema else None, "epoch": epoch,
                          "best_score": best, "history": history, "rng_cpu": torch.get_rng_state(),
                          "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
                         run_dir / "last.pt")
@@ -252,7 +259,7 @@ def fit(cfg: Config | None = None, resume=None, overrides: dict | None = None, l
             log(line)
     bar.close()
     if d.main:
-        run = finish(run_dir, model, data, cfg, device, precision, history)
+        run = finish(run_dir, scored, data, cfg, device, precision, history)
         if tb:
             tb.finish(run, data.cpu)
         atomic_write_text(cfg.out_path / LATEST_POINTER, str(run_dir) + "\n")

@@ -146,3 +146,44 @@ def test_shared_encoding_run_learns_and_keeps_its_rules(tmp_path):
     h = run.records
     assert h[1]["train_loss"] < h[0]["train_loss"] and h[1]["val_acc"] > 0.6
     assert h[0]["train_pairs"] > 10 * TINY["train_pairs"]          # many pairs from few encodings
+
+
+def test_cosine_schedule_and_weight_ema_are_scored_saved_and_resumed(tmp_path, monkeypatch):
+    import math
+
+    from mnist_pairs.models import build_model
+
+    kw = dict(lr_schedule="cosine", ema=0.9, epochs=3, lr=2e-3, lr_min=1e-4)
+    with pytest.raises(ConfigError, match="ema must be in"):
+        _tiny(tmp_path, ema=1.0)
+    full = T.fit(_tiny(tmp_path, run_name="full", **kw), **QUIET)
+    lrs = [h["lr"] for h in full.records]                        # lr of each epoch, before its step
+    assert lrs == pytest.approx([1e-4 + (2e-3 - 1e-4) * (1 + math.cos(math.pi * e / 3)) / 2 for e in range(3)])
+    last = full.checkpoint("last")
+    averaged = {k.removeprefix("module."): v for k, v in last["ema"].items() if k != "n_averaged"}
+    assert not all(torch.equal(averaged[k], v) for k, v in last["model"].items())   # EMA is not the raw weights
+    # the averaged weights are what was scored: they reproduce the last epoch's validation accuracy
+    assert all(torch.equal(full.model("last").state_dict()[k], averaged[k]) for k in averaged)
+    ev = T.evaluate(full.model("last"), T.DeviceData(load_data(full.cfg, lambda m: None), full.cfg,
+                                                       torch.device("cpu")), full.cfg, torch.device("cpu"),
+                    full.cfg.precision, names=("val",))
+    assert ev["val_acc"] == full.records[-1]["val_acc"]
+    if full.results["selected_epoch"] == 3:
+        assert all(torch.equal(full.checkpoint("best")["model"][k], averaged[k]) for k in averaged)
+
+    real_epoch = T.train_one_epoch                                  # killed after epoch 2, resumed
+
+    def killed(*args, **kwargs):
+        if args[5] == 3:
+            raise KeyboardInterrupt("killed")
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(T, "train_one_epoch", killed)
+    cfg = _tiny(tmp_path, run_name="killed", **kw)
+    with pytest.raises(KeyboardInterrupt):
+        T.fit(cfg, **QUIET)
+    monkeypatch.setattr(T, "train_one_epoch", real_epoch)
+    resumed = T.fit(resume=cfg.out_path / "killed", **QUIET)
+    assert _strip_time(resumed.records) == _strip_time(full.records)
+    assert all(torch.equal(resumed.checkpoint("last")["ema"][k], v) for k, v in last["ema"].items())
+    assert build_model("siamese").state_dict().keys() == averaged.keys()
