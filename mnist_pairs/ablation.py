@@ -36,6 +36,7 @@ VARIANTS = {
     "ablate_epochs50__validation": ("⑥", "50 轮（而非 25 轮）"),
     "lever_shared_e25__validation": ("⑦", "共享编码：每批 256 张图各编码一次，批内全部同类对与等量异类对，25 轮"),
     "lever_shared_e100__validation": ("⑦", "共享编码，100 轮（编码器前向次数仍少于原配置）"),
+    "lever_cosine_ema__validation": ("⑦", "余弦学习率 + 权重 EMA（衰减 0.99/步），25 轮"),
 }
 
 

@@ -166,6 +166,9 @@ class Config:
                 (len(classes) == 10 or self.protocol == "validation",
                  "train_classes needs protocol 'validation': the test pairs hold the unseen classes, and "
                  "nothing may be chosen on them"),
+                (len(classes) == 10 or (self.model == "siamese" and self.heldout_pairs > 0),
+                 "train_classes needs model 'siamese' and heldout_pairs > 0: the unseen classes are scored "
+                 "on held-out images through the encoder's embeddings"),
             ]
         errors = [msg for ok, msg in checks if not ok]
         if errors:

@@ -56,9 +56,10 @@ class Dist:
         """Each value summed over the ranks."""
         if not self.active:
             return list(values)
-        t = torch.tensor(values, dtype=torch.float64)
+        device = "cuda" if self.backend == "nccl" else "cpu"  # nccl reduces CUDA tensors only
+        t = torch.tensor(values, dtype=torch.float64, device=device)
         dist.all_reduce(t)
-        return t.tolist()
+        return t.cpu().tolist()
 
     def barrier(self) -> None:
         if self.active:

@@ -31,6 +31,14 @@ def make_schedule(opt: torch.optim.Optimizer, cfg: Config):
     return None
 
 
+def restore_schedule(sched, state: dict, cfg: Config) -> None:
+    """Resume a schedule from last.pt. A cosine decay follows the resumed run's `epochs`: a run
+    resumed with more epochs decays over the new horizon instead of climbing back towards lr."""
+    sched.load_state_dict(state)
+    if isinstance(sched, CosineAnnealingLR):
+        sched.T_max = cfg.epochs
+
+
 def step_schedule(sched, selection_loss: float) -> None:
     if isinstance(sched, ReduceLROnPlateau):
         sched.step(selection_loss)

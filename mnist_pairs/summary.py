@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import statistics
 from datetime import datetime
 from pathlib import Path
@@ -134,6 +135,10 @@ def summarize(sweeps_dir: str = SWEEPS_DIR, out: Path = REPORTS_DIR / "summary.j
             for row in g["runs"]:
                 row["finished"] = before.get((g["group"], row["seed"]), row["finished"])
         if copy_runs and g["group"] in fresh:
+            kept = {run.dir.name for run in runs}  # a fresh group replaces its committed copy whole
+            for stale in (out.parent / "sweeps" / g["group"]).glob("*"):
+                if stale.is_dir() and stale.name not in kept:
+                    shutil.rmtree(stale)
             for run in runs:
                 for f in RUN_FILES:
                     atomic_write_bytes(out.parent / "sweeps" / g["group"] / run.dir.name / f, (run.dir / f).read_bytes())

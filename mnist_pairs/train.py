@@ -201,7 +201,7 @@ def fit(cfg: Config | None = None, resume=None, overrides: dict | None = None, l
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         if sched:
-            sched.load_state_dict(state["scheduler"])
+            O.restore_schedule(sched, state["scheduler"], cfg)
         scaler.load_state_dict(state["scaler"])
         if ema:
             ema.load_state_dict(state["ema"])

@@ -115,3 +115,11 @@ def test_misspelt_papermill_parameter_fails_before_any_work():
     ns = {"In": ["# Parameters\npublsh_as = 'x'\n"], "publsh_as": "x"}
     with pytest.raises(ConfigError, match="did you mean 'publish_as'"):
         reject_extra_parameters(ns, {"run_dir", "publish_as"})
+
+
+def test_train_classes_needs_the_siamese_model_and_heldout_pairs():
+    with pytest.raises(ConfigError, match="train_classes needs model 'siamese' and heldout_pairs > 0"):
+        Config(train_classes="0-7", model="concat")
+    with pytest.raises(ConfigError, match="train_classes needs model 'siamese' and heldout_pairs > 0"):
+        Config(train_classes="0-7", heldout_pairs=0)
+    assert Config(train_classes="0-7").seen_classes == tuple(range(8))
