@@ -22,6 +22,7 @@ from sklearn.metrics import roc_auc_score
 from . import augment as A
 from . import hardware as H
 from .data import keyed_generator, sample_pairs, seen_mask
+from .errors import TrainingDiverged
 from .metrics import accuracy_at
 from .models import score_pairs
 
@@ -71,7 +72,10 @@ def oneshot_episodes(labels: torch.Tensor, n_classes: int, episodes: int, querie
 def _logits(model, images, a, b, batch: int, device, precision) -> np.ndarray:
     model.eval()
     with torch.no_grad(), H.autocast(device, precision):
-        return score_pairs(model, images, a, b, batch).float().cpu().numpy()
+        z = score_pairs(model, images, a, b, batch).float().cpu().numpy()
+    if not np.isfinite(z).all():
+        raise TrainingDiverged(f"open-set scoring gave {int((~np.isfinite(z)).sum())} non-finite logits of {len(z)}")
+    return z
 
 
 def oneshot(model, images, labels, seen, cfg, device, precision) -> dict:

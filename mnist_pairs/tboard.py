@@ -14,6 +14,7 @@ everything written here comes from them or from best.pt.
 """
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import torch
@@ -31,6 +32,7 @@ class TensorBoardLog:
 
         self.dir = Path(run_dir) / "tensorboard"
         self.writer = SummaryWriter(log_dir=str(self.dir))
+        weakref.finalize(self, self.writer.close)  # a run that dies still closes its event file
 
     def epoch(self, record: dict) -> None:
         step = record["epoch"]
