@@ -5,7 +5,8 @@
 Every rank draws the same epoch's pairs and augmentation from the same (seed, epoch) keys and
 takes its own contiguous slice of each global batch of `batch_size` pairs, so the union of the
 slices is the single-process epoch, and DDP's gradient average is the gradient of the whole
-batch's mean loss. One thing differs from one process: BatchNorm normalises each rank's slice
+batch's mean loss when the slices are equal (a batch divisible by the rank count; a short last
+batch split unevenly weights its slices equally). One thing differs from one process: BatchNorm normalises each rank's slice
 with that slice's statistics (SyncBatchNorm needs CUDA), and the running statistics are rank
 0's (DDP broadcasts buffers from rank 0 before each forward). Dropout masks differ as well.
 
