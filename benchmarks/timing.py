@@ -3,6 +3,7 @@ timing, the facts every result carries, and writing the result (JSON only)."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import statistics
 import sys
@@ -31,8 +32,11 @@ def median_time(fn, reps: int, warmup: int = 1) -> float:
 def provenance(script: str, argv: list[str] | None) -> dict:
     """Where and how a result was measured: CPU, threads, torch, the command line, the time."""
     args = sys.argv[1:] if argv is None else argv
+    # the variables that cap the CPU's instruction set (to imitate an AVX2-only CPU) are part of the command
+    caps = [f"{k}={os.environ[k]}" for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY") if k in os.environ]
     return {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "command": shlex.join(["python", f"benchmarks/{Path(script).name}", *args]),
+            "command": shlex.join([*caps, "python", f"benchmarks/{Path(script).name}", *args]),
+            "isa_caps": dict(c.split("=", 1) for c in caps),
             "measured": datetime.now().astimezone().isoformat(timespec="seconds")}
 
 

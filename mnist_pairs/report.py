@@ -158,6 +158,7 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
         "repro": repro_check(S, val_siamese) if val_siamese else None,
         "aug": _json(reports_dir / "aug_selection.json"),
         "bench": bench, "levers": _json(reports_dir / "benchmarks" / "bench_levers.json"),
+        "bench_avx2": _json(reports_dir / "benchmarks" / "bench_epoch_avx2.json"),
         "infer": _json(reports_dir / "benchmarks" / "bench_infer.json"),
         "study": _json(reports_dir / "study.json"),
         "calibration": _json(reports_dir / "calibration.json"),
