@@ -21,6 +21,23 @@ def _tiny(tmp_path, **kw):
     return Config(out_dir=str(tmp_path / "runs"), **{**TINY, **kw})
 
 
+def _killed_after(tmp_path, monkeypatch, epoch: int, **kw):
+    """The folder of a run of _tiny(**kw) named "killed", interrupted as epoch + 1 starts."""
+    real_epoch = T.train_one_epoch
+
+    def killed(*args, **kwargs):
+        if args[5] == epoch + 1:
+            raise KeyboardInterrupt("killed")
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(T, "train_one_epoch", killed)
+    cfg = _tiny(tmp_path, run_name="killed", **kw)
+    with pytest.raises(KeyboardInterrupt):
+        T.fit(cfg, **QUIET)
+    monkeypatch.setattr(T, "train_one_epoch", real_epoch)
+    return cfg.out_path / "killed"
+
+
 def _strip_time(history):
     return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
 
@@ -79,23 +96,11 @@ def test_resume_equals_an_uninterrupted_run_across_lr_cuts_and_best_changes(tmp_
     assert changes >= 2, "the best checkpoint must change for this test to cover it"
     cut = next(h["epoch"] for h in full if h["lr"] < lrs[0])   # stop right after the LR was cut
 
-    real_epoch = T.train_one_epoch
-
-    def killed(*args, **kwargs):
-        if args[5] == cut + 1:
-            raise KeyboardInterrupt("killed")
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(T, "train_one_epoch", killed)
-    cfg = _tiny(tmp_path, run_name="killed", **kw)
-    with pytest.raises(KeyboardInterrupt):
-        T.fit(cfg, **QUIET)
-    run_dir = cfg.out_path / "killed"
+    run_dir = _killed_after(tmp_path, monkeypatch, cut, **kw)
     assert [h["epoch"] for h in Run(run_dir).records] == list(range(1, cut + 1))
-    monkeypatch.setattr(T, "train_one_epoch", real_epoch)
     resumed = T.fit(resume=run_dir, **QUIET)
     assert _strip_time(resumed.records) == _strip_time(full)
-    full_run = Run(cfg.out_path / "full")
+    full_run = Run(run_dir.parent / "full")
     for which in ("best", "last"):
         a, b = full_run.checkpoint(which)["model"], resumed.checkpoint(which)["model"]
         assert all(torch.equal(a[k], b[k]) for k in a), which
@@ -171,19 +176,7 @@ def test_cosine_schedule_and_weight_ema_are_scored_saved_and_resumed(tmp_path, m
     if full.results["selected_epoch"] == 3:
         assert all(torch.equal(full.checkpoint("best")["model"][k], averaged[k]) for k in averaged)
 
-    real_epoch = T.train_one_epoch                                  # killed after epoch 2, resumed
-
-    def killed(*args, **kwargs):
-        if args[5] == 3:
-            raise KeyboardInterrupt("killed")
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(T, "train_one_epoch", killed)
-    cfg = _tiny(tmp_path, run_name="killed", **kw)
-    with pytest.raises(KeyboardInterrupt):
-        T.fit(cfg, **QUIET)
-    monkeypatch.setattr(T, "train_one_epoch", real_epoch)
-    resumed = T.fit(resume=cfg.out_path / "killed", **QUIET)
+    resumed = T.fit(resume=_killed_after(tmp_path, monkeypatch, 2, **kw), **QUIET)   # killed after epoch 2
     assert _strip_time(resumed.records) == _strip_time(full.records)
     assert all(torch.equal(resumed.checkpoint("last")["ema"][k], v) for k, v in last["ema"].items())
     assert build_model("siamese").state_dict().keys() == averaged.keys()
