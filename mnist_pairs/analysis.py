@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from . import plots
+from .config import EMBEDDING_MODELS
 from .data import RunData, load_data
 from .metrics import confusion, curves, hardest_errors, pair_metrics, probability
 from .paths import REPORTS_DIR, atomic_write_bytes, resolve
@@ -80,7 +81,7 @@ class Analysis:
                                                prob[hard], n=len(hard), title="最难的误判样本对（真实标签、数字与得分）"),
             "sample_pairs": plots.plot_pairs(images, test.a, test.b, test.y, test.labels, prob, n=10,
                                              title="测试样本对（标签与所选模型得分）"),
-        } | (self._draw_embeddings() if self.run.cfg.model == "siamese" else {})
+        } | (self._draw_embeddings() if self.run.cfg.model in EMBEDDING_MODELS else {})
 
     def embeddings(self, name: str = "heldout", n: int = 2000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(embeddings, labels, images) of the first n images of a pair set, from the selected

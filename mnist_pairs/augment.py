@@ -4,8 +4,9 @@
     x = augment(images[idx], p.rows(sides))                    # (B,1,28,28) on any device
 
 One `affine_grid`/`grid_sample` call moves every image of a batch (rotation, shift, scale;
-bilinear or whole-pixel nearest sampling), and one grouped convolution blurs each image with
-its own 3x3 Gaussian. All random numbers are drawn on the CPU from a generator keyed by
+bilinear or whole-pixel nearest sampling, optionally with a smooth random elastic displacement
+added to the sampling grid, as in Simard et al. 2003), and one grouped convolution blurs each
+image with its own 3x3 Gaussian. All random numbers are drawn on the CPU from a generator keyed by
 (training seed, epoch), so the augmentation does not depend on the device.
 """
 from __future__ import annotations
@@ -27,13 +28,16 @@ class AugParams:
     theta: torch.Tensor   # (B,2,3) affine matrices for affine_grid
     kernel: torch.Tensor  # (B,1,3,3) blur kernels (a delta where no blur)
     mode: str = "bilinear"
+    flow: torch.Tensor | None = None  # (B,28,28,2) elastic displacement in grid units, or None
 
     def to(self, device) -> "AugParams":
+        flow = None if self.flow is None else self.flow.to(device, non_blocking=True)
         return AugParams(self.theta.to(device, non_blocking=True), self.kernel.to(device, non_blocking=True),
-                         self.mode)
+                         self.mode, flow)
 
     def rows(self, index: torch.Tensor | slice) -> "AugParams":
-        return AugParams(self.theta[index], self.kernel[index], self.mode)
+        return AugParams(self.theta[index], self.kernel[index], self.mode,
+                         None if self.flow is None else self.flow[index])
 
 
 def pair_rows(n: int, i: int, j: int) -> torch.Tensor:
@@ -73,12 +77,30 @@ def draw_aug(n: int, cfg, generator: torch.Generator) -> AugParams:
     delta = torch.zeros(3, 3, dtype=torch.float64)
     delta[1, 1] = 1
     k = torch.where(blur[:, None, None], k, delta)
-    return AugParams(theta.float(), k.float().unsqueeze(1), cfg.aug_interpolation)
+    flow = elastic_flow(n, cfg.aug_elastic_alpha, cfg.aug_elastic_sigma, generator) if cfg.aug_elastic_alpha > 0 else None
+    return AugParams(theta.float(), k.float().unsqueeze(1), cfg.aug_interpolation, flow)
+
+
+def elastic_flow(n: int, alpha: float, sigma: float, generator: torch.Generator) -> torch.Tensor:
+    """(n,28,28,2) smooth random displacements: uniform noise in [-1, 1] per pixel and axis,
+    smoothed by a Gaussian of `sigma` pixels, scaled so the largest displacement of each image
+    is `alpha` pixels, in affine_grid units (2/28 per pixel). Drawn after the affine draws, so
+    `aug_elastic_alpha: 0` leaves every other random number as it was."""
+    noise = torch.rand(n, 2, 28, 28, generator=generator) * 2 - 1
+    r = max(1, round(3 * sigma))
+    g = torch.exp(-torch.arange(-r, r + 1, dtype=torch.float32) ** 2 / (2 * sigma ** 2))
+    g = (g / g.sum()).repeat(2, 1, 1, 1)                                  # (2,1,1,2r+1): one per axis channel
+    noise = F.conv2d(F.pad(noise, (r, r, 0, 0), mode="reflect"), g, groups=2)
+    noise = F.conv2d(F.pad(noise, (0, 0, r, r), mode="reflect"), g.transpose(2, 3), groups=2)
+    peak = noise.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+    return (noise / peak * alpha * 2 / 28).permute(0, 2, 3, 1).contiguous()
 
 
 def augment(x: torch.Tensor, p: AugParams) -> torch.Tensor:
     """Apply per-image affine + blur to a batch (B,1,28,28) in [0, 1], on x's device."""
     grid = F.affine_grid(p.theta, list(x.shape), align_corners=False)
+    if p.flow is not None:
+        grid = grid + p.flow
     x = F.grid_sample(x, grid, mode=p.mode, padding_mode="zeros", align_corners=False)
     b = x.shape[0]
     # one grouped convolution blurs every image with its own kernel

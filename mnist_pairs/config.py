@@ -26,7 +26,8 @@ import yaml
 from .errors import ConfigError
 from .paths import data_root, resolve
 
-MODELS = ("siamese", "concat")
+MODELS = ("siamese", "concat", "siamese_deep")
+EMBEDDING_MODELS = ("siamese", "siamese_deep")  # those that embed each image (models.py)
 PROTOCOLS = ("test", "validation")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -42,7 +43,8 @@ SEED_LIMIT = 2 ** 32  # numpy and torch generators take seeds in [0, 2**32)
 @dataclass(frozen=True)
 class Config:
     # --- what is trained, and how it is selected
-    model: str = "siamese"            # "siamese" (SiameseCompareNet) or "concat" (ConcatCNN baseline)
+    model: str = "siamese"            # "siamese" (SiameseCompareNet), "concat" (ConcatCNN baseline) or
+                                      # "siamese_deep" (SiameseDeepNet: deeper encoder, smaller head)
     protocol: str = "validation"      # "validation": LR schedule, best epoch and threshold chosen on
                                       # pairs among 1,000 held-out training images; "test": chosen on
                                       # the 4,000 test pairs, as the seed did (test-selected)
@@ -91,6 +93,9 @@ class Config:
     aug_blur_prob: float = 0.3        # share of images blurred with a 3x3 Gaussian
     aug_blur_sigma_max: float = 1.0   # blur sigma drawn uniformly in [0.1, this]
     aug_interpolation: str = "bilinear"  # "nearest": whole pixels, like torchvision's RandomAffine
+    aug_elastic_alpha: float = 0.0    # > 0: add a smooth random elastic displacement of at most this
+                                      # many pixels to each image (augment.py); 0: off (the seed's)
+    aug_elastic_sigma: float = 4.0    # smoothness of that displacement: Gaussian sigma in pixels
     # --- hardware
     device: str = "auto"              # "auto" picks CUDA when present
     precision: str = "auto"           # "auto": fp16 autocast + GradScaler on CUDA, bf16 autocast on CPUs
@@ -144,6 +149,8 @@ class Config:
             (0 < self.aug_scale_min <= self.aug_scale_max,
              f"need 0 < aug_scale_min <= aug_scale_max, got {self.aug_scale_min}, {self.aug_scale_max}"),
             (0 <= self.aug_blur_prob <= 1, f"aug_blur_prob must be in [0, 1], got {self.aug_blur_prob}"),
+            (0 <= self.aug_elastic_alpha <= 14, f"aug_elastic_alpha must be in [0, 14] pixels, got {self.aug_elastic_alpha}"),
+            (0.5 <= self.aug_elastic_sigma <= 9, f"aug_elastic_sigma must be in [0.5, 9] pixels, got {self.aug_elastic_sigma}"),
             (self.aug_blur_sigma_max >= 0.1, f"aug_blur_sigma_max must be >= 0.1, got {self.aug_blur_sigma_max}"),
             (self.num_threads >= 0, f"num_threads must be >= 0, got {self.num_threads}"),
             ("/" not in self.run_name and self.run_name not in (".", ".."),
@@ -157,8 +164,8 @@ class Config:
             checks += [(getattr(self, k) in v, f"{k} must be one of {v}, got {getattr(self, k)!r}")
                        for k, v in CHOICES.items()]
             checks += [
-                (self.pairing == "independent" or self.model == "siamese",
-                 "pairing 'shared' needs model 'siamese' (it compares embeddings)"),
+                (self.pairing == "independent" or self.model in EMBEDDING_MODELS,
+                 "pairing 'shared' needs a Siamese model ('siamese' or 'siamese_deep'): it compares embeddings"),
                 (self.dataset in DATASETS, f"dataset must be one of {DATASETS}, got {self.dataset!r}"),
                 ((2 <= len(classes) <= 8 or len(classes) == 10) and all(0 <= c <= 9 for c in classes),
                  f"train_classes must name 2 to 8 of the classes 0-9 (at least 2 left unseen), "
@@ -166,8 +173,8 @@ class Config:
                 (len(classes) == 10 or self.protocol == "validation",
                  "train_classes needs protocol 'validation': the test pairs hold the unseen classes, and "
                  "nothing may be chosen on them"),
-                (len(classes) == 10 or (self.model == "siamese" and self.heldout_pairs > 0),
-                 "train_classes needs model 'siamese' and heldout_pairs > 0: the unseen classes are scored "
+                (len(classes) == 10 or (self.model in EMBEDDING_MODELS and self.heldout_pairs > 0),
+                 "train_classes needs a Siamese model ('siamese' or 'siamese_deep') and heldout_pairs > 0: the unseen classes are scored "
                  "on held-out images through the encoder's embeddings"),
             ]
         errors = [msg for ok, msg in checks if not ok]

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .augment import normalize
+from .config import EMBEDDING_MODELS
 from .errors import ConfigError
 from .metrics import probability
 from .paths import atomic_write_text
@@ -55,7 +56,7 @@ def _pair(m, a, b):
 
 
 def _siamese(run: Run) -> nn.Module:
-    if run.cfg.model != "siamese":
+    if run.cfg.model not in EMBEDDING_MODELS:
         raise ConfigError(f"{run.dir} holds a {run.cfg.model!r} model: export and compare need the Siamese model "
                           "(its encoder and head are what get deployed)")
     return run.model()

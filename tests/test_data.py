@@ -210,3 +210,23 @@ def test_nearest_interpolation_keeps_whole_pixel_values(subset):
     assert set(torch.unique(out).tolist()) <= set(torch.unique(x).tolist())   # no new grey levels
     soft = A.augment(x, A.draw_aug(64, Config(aug_blur_prob=0.0), A.aug_generator(42, 1)))
     assert int((soft == 1.0).sum()) < int((out == 1.0).sum())                # bilinear softens saturated ink
+
+
+def test_elastic_displacement_is_bounded_smooth_and_leaves_other_draws_alone(subset):
+    x = subset.train_images[:64]
+    plain, elastic = Config(), Config(aug_elastic_alpha=3.0, aug_elastic_sigma=4.0)
+    p0 = A.draw_aug(64, plain, A.aug_generator(42, 1))
+    p1 = A.draw_aug(64, elastic, A.aug_generator(42, 1))
+    assert p0.flow is None
+    # the affine and blur draws come first: switching elastic on changes nothing else
+    torch.testing.assert_close(p1.theta, p0.theta, atol=0, rtol=0)
+    torch.testing.assert_close(p1.kernel, p0.kernel, atol=0, rtol=0)
+    pixels = p1.flow * 28 / 2                                        # grid units -> pixels
+    assert p1.flow.shape == (64, 28, 28, 2)
+    torch.testing.assert_close(pixels.abs().amax(dim=(1, 2, 3)), torch.full((64,), 3.0), atol=1e-4, rtol=0)
+    # smooth: neighbouring pixels move almost together (white noise would differ by ~alpha)
+    assert float((pixels[:, 1:] - pixels[:, :-1]).abs().mean()) < 0.3
+    out, rigid = A.augment(x, p1), A.augment(x, p0)
+    assert not torch.allclose(out, rigid) and float(out.sum()) > 0.8 * float(x.sum())
+    # rows() keeps each image's own field, and the result is the same batch or one by one
+    torch.testing.assert_close(A.augment(x[5:9], p1.rows(slice(5, 9))), out[5:9], atol=1e-6, rtol=0)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from mnist_pairs.models import (ConcatCNN, SiameseCompareNet, build_model, count_parameters, embed_images,
-                                 one_vs_many, score_pairs)
+from mnist_pairs.models import (MODELS, ConcatCNN, SiameseCompareNet, SiameseDeepNet, build_model,
+                                 count_parameters, embed_images, one_vs_many, score_pairs)
 
 
 def test_siamese_has_the_seeds_parameter_count():
@@ -16,16 +16,25 @@ def test_concat_baseline_is_comparable_in_size():
     assert n == 187_649 and abs(n - 192_449) / 192_449 < 0.05
 
 
-def test_siamese_is_symmetric_in_its_inputs():
+def test_deeper_encoder_stays_within_the_parameter_budget():
+    m = SiameseDeepNet()
+    assert count_parameters(m) == 189_025 <= 200_000
+    # the parameters moved from the head to the encoder
+    assert count_parameters(m.encoder) > count_parameters(SiameseCompareNet().encoder) + 40_000
+    assert count_parameters(m.head) < count_parameters(SiameseCompareNet().head) // 2
+
+
+def test_siamese_models_are_symmetric_in_their_inputs():
     torch.manual_seed(0)
-    m = SiameseCompareNet().eval()
-    a, b = torch.randn(16, 1, 28, 28), torch.randn(16, 1, 28, 28)
-    with torch.no_grad():
-        torch.testing.assert_close(m(a, b), m(b, a), atol=1e-6, rtol=0)
+    for cls in (SiameseCompareNet, SiameseDeepNet):
+        m = cls().eval()
+        a, b = torch.randn(16, 1, 28, 28), torch.randn(16, 1, 28, 28)
+        with torch.no_grad():
+            torch.testing.assert_close(m(a, b), m(b, a), atol=1e-6, rtol=0)
 
 
 def test_forward_shapes_and_build_by_name():
-    for name in ("siamese", "concat"):
+    for name in MODELS:
         m = build_model(name).eval()
         assert m(torch.zeros(3, 1, 28, 28), torch.zeros(3, 1, 28, 28)).shape == (3,)
 

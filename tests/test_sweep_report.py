@@ -128,3 +128,25 @@ def test_report_on_a_cpu_without_bf16_says_fp32_and_claims_nothing_else(swept, t
     assert "该 CPU 不原生支持 bf16" in text and "| 精度 | fp32（autocast：off" in text
     assert "该 CPU 原生支持 bf16" not in text
     assert "与多种子运行的环境不同" in text and "逐位相同" not in re.split(r"## \d+\. 复现检查", text)[1].split("不会逐位相同")[0]
+
+
+def test_a_stacked_lever_is_paired_with_the_lever_it_extends():
+    from mnist_pairs.ablation import BASELINE, EXTENDS, ablation_rows, adopted
+
+    stacked, under = next(iter(EXTENDS.items()))
+
+    def group(name, accs):
+        return {"group": name, "runs": [{"seed": s, "val_acc": a, "test_acc": a, "heldout_acc": a}
+                                        for s, a in enumerate(accs)]}
+
+    groups = {BASELINE: group(BASELINE, [0.980, 0.981, 0.982]),
+              under: group(under, [0.985, 0.986, 0.987]),
+              stacked: group(stacked, [0.986, 0.9875, 0.988])}
+    rows = {r["group"]["group"]: r for r in ablation_rows(groups)}
+    assert rows[under]["versus"] is None and adopted(rows[under])
+    d = rows[stacked]["delta"]["val_acc"]
+    # against the lever underneath (+0.0012 ± …), not the seed configuration (+0.006)
+    assert d["mean"] == pytest.approx(0.0011666, abs=1e-6) and rows[stacked]["versus"]
+    assert adopted(rows[stacked]) == (d["ci95"][0] > 0)
+    del groups[under]  # without the lever underneath, the stacked one has nothing to be paired with
+    assert stacked not in {r["group"]["group"] for r in ablation_rows(groups)}

@@ -145,7 +145,7 @@ def test_shared_encoding_pairs_are_balanced_distinct_and_correctly_labelled():
 
 
 def test_shared_encoding_run_learns_and_keeps_its_rules(tmp_path):
-    with pytest.raises(ConfigError, match="needs model 'siamese'"):
+    with pytest.raises(ConfigError, match="needs a Siamese model"):
         Config(pairing="shared", model="concat")
     run = T.fit(_tiny(tmp_path, pairing="shared", epochs=2, run_name="sh"), **QUIET)
     h = run.records
