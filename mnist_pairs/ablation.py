@@ -46,9 +46,12 @@ VARIANTS = {
     "lever_shared_e100__validation": ("⑦", "共享编码，100 轮（编码器前向次数仍少于原配置）"),
     "lever_cosine_ema__validation": ("⑦", "余弦学习率 + 权重 EMA（衰减 0.99/步），25 轮"),
     "lever_deep_shared_e100__validation": ("⑧", "更深的编码器（siamese_deep，189,025 参数），共享编码 100 轮"),
+    "lever_shared_cosine_e100__validation": ("⑧", "余弦学习率（而非 ReduceLROnPlateau），共享编码 100 轮"),
+    "lever_shared_elastic_e100__validation": ("⑧", "再加弹性形变增强（最大位移 3 像素，σ = 4 像素），共享编码 100 轮"),
 }
 # lever -> the lever it is stacked on and compared with (the rest: BASELINE)
-EXTENDS = {"lever_deep_shared_e100__validation": "lever_shared_e100__validation"}
+EXTENDS = {f"lever_{name}__validation": "lever_shared_e100__validation"
+           for name in ("deep_shared_e100", "shared_cosine_e100", "shared_elastic_e100")}
 # groups given more seeds after their first seeds' numbers were seen: group -> what was seen then
 LATE_SEEDS = {"lever_shared_e100__validation": "种子 0–2 的结果（验证对 Δ +0.42 ± 0.62，未达采纳标准）已看过之后，才补跑种子 3–4"}
 

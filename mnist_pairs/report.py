@@ -152,6 +152,7 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
         "unseen": groups.get("unseen_digits__validation"),
         "openset_rows": openset_rows(groups.get("unseen_digits__validation")), "fashion": groups.get("fashion_siamese__validation"),
         "fashion_classes": FASHION_CLASSES, "ablation": ablation_rows(groups), "target_heldout": TARGET_HELDOUT,
+        "improved": groups.get(IMPROVED),
         "ablation_figures": [rel(reports_dir / "figures" / "ablation" / f) for f in ("heldout.png", "curves.png")
                              if (reports_dir / "figures" / "ablation" / f).is_file()], "sweep_envs": sweep_envs,
         "sweep_period": (sweep_dates[0], sweep_dates[-1]) if sweep_dates else None,
@@ -173,6 +174,7 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
 
 
 TARGET_HELDOUT = 0.993  # issue 9: held-out pair accuracy of an improved model (<= 200 k parameters)
+IMPROVED = "improved__validation"  # params/improved.yaml under the validation protocol
 PAIR_TYPES = {"seen–seen same": "已见–已见，同类", "seen–seen different": "已见–已见，异类",
               "8–8": "8–8（未见，同类）", "9–9": "9–9（未见，同类）",
               "unseen–unseen different": "8–9（未见，异类）", "unseen–seen": "8 或 9 对已见数字（异类）"}

@@ -180,3 +180,15 @@ def test_cosine_schedule_and_weight_ema_are_scored_saved_and_resumed(tmp_path, m
     assert _strip_time(resumed.records) == _strip_time(full.records)
     assert all(torch.equal(resumed.checkpoint("last")["ema"][k], v) for k, v in last["ema"].items())
     assert build_model("siamese").state_dict().keys() == averaged.keys()
+
+
+def test_deeper_encoder_with_elastic_augmentation_learns_and_resumes_identically(tmp_path, monkeypatch):
+    kw = dict(model="siamese_deep", pairing="shared", aug_elastic_alpha=3.0, epochs=2)
+    full = T.fit(_tiny(tmp_path, run_name="full", **kw), **QUIET)
+    h = full.records
+    assert h[1]["train_loss"] < h[0]["train_loss"] and h[1]["val_acc"] > 0.6
+    from mnist_pairs.models import SiameseDeepNet, count_parameters
+
+    assert isinstance(full.model(), SiameseDeepNet) and count_parameters(full.model()) == 189_025
+    resumed = T.fit(resume=_killed_after(tmp_path, monkeypatch, 1, **kw), **QUIET)     # killed after epoch 1
+    assert _strip_time(resumed.records) == _strip_time(h)
