@@ -6,7 +6,8 @@ Every rank draws the same epoch's pairs and augmentation from the same (seed, ep
 takes its own contiguous slice of each global batch of `batch_size` pairs, so the union of the
 slices is the single-process epoch, and DDP's gradient average is the gradient of the whole
 batch's mean loss when the slices are equal (a batch divisible by the rank count; a short last
-batch split unevenly weights its slices equally). One thing differs from one process: BatchNorm normalises each rank's slice
+batch split unevenly weights its slices equally; a batch that would leave a rank without pairs is
+refused before training, `Dist.check_batches`). One thing differs from one process: BatchNorm normalises each rank's slice
 with that slice's statistics (SyncBatchNorm needs CUDA), and the running statistics are rank
 0's (DDP broadcasts buffers from rank 0 before each forward). Dropout masks differ as well.
 
@@ -23,6 +24,8 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from .errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,15 @@ class Dist:
         per = math.ceil((j - i) / self.world)
         lo = min(j, i + self.rank * per)
         return lo, min(j, lo + per)
+
+    def check_batches(self, n: int, batch_size: int) -> None:
+        """Every rank needs a pair of every global batch: an empty slice has no mean loss (NaN)."""
+        for size in {batch_size, n % batch_size or batch_size}:
+            lo, hi = Dist(self.world - 1, self.world).shard(0, size)   # the last rank's slice is the emptiest
+            if self.active and hi <= lo:
+                raise ConfigError(f"a batch of {size} pairs leaves rank {self.world - 1} of {self.world} without "
+                                  f"pairs (epoch of {n} pairs in batches of {batch_size}); change batch_size or "
+                                  "train_pairs")
 
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's `obj` on every rank (a picklable value)."""

@@ -181,6 +181,7 @@ def fit(cfg: Config | None = None, resume=None, overrides: dict | None = None, l
     d = D.init(device)
     if d.active and cfg.pairing == "shared":
         raise ConfigError("pairing 'shared' trains in one process; run it without torchrun")
+    d.check_batches(cfg.train_pairs, cfg.batch_size)
     log = log if d.main else (lambda m: None)
     precision = H.resolve_precision(cfg, device)
     cfg = cfg.replace(device=device.type, precision=precision)  # what config.yaml records

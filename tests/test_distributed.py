@@ -16,6 +16,7 @@ import torch.multiprocessing as mp
 from mnist_pairs import train as T
 from mnist_pairs.config import Config
 from mnist_pairs.distributed import Dist
+from mnist_pairs.errors import ConfigError
 
 # dropout off: with it, the ranks' masks differ from one process's; BatchNorm is what remains
 SMALL = dict(epochs=1, train_pairs=2048, batch_size=256, test_pairs=200, val_pairs=200, val_images=200,
@@ -40,6 +41,19 @@ def test_shards_are_disjoint_and_cover_the_batch():
         assert parts[0][0] == 1000 and parts[0][1] == parts[1][0] and parts[1][1] == 1000 + n
         assert abs((parts[0][1] - parts[0][0]) - (parts[1][1] - parts[1][0])) <= 1
     assert Dist().shard(5, 9) == (5, 9)
+
+
+def test_a_batch_that_leaves_a_rank_empty_is_refused_before_training():
+    Dist(0, 3).check_batches(12000, 256)          # last batch 224: every rank gets pairs
+    Dist().check_batches(12001, 256)              # one process: any batch will do
+    with pytest.raises(ConfigError, match="batch of 2 pairs leaves rank 2 of 3 without pairs"):
+        Dist(1, 3).check_batches(12000, 2)
+    with pytest.raises(ConfigError, match="batch of 1 pairs leaves rank 1 of 2"):
+        Dist(0, 2).check_batches(257, 256)        # the epoch's last batch
+    with pytest.raises(ConfigError, match="batch of 5 pairs leaves rank 3 of 4"):
+        Dist(0, 4).check_batches(40, 5)           # slices of 2, 2, 1 and none
+    assert all(hi > lo for lo, hi in (Dist(r, 4).shard(0, 7) for r in range(4)))
+    Dist(0, 4).check_batches(70, 7)
 
 
 def _flat(model) -> torch.Tensor:
