@@ -4,6 +4,7 @@
     sched = make_schedule(opt, cfg)            # None for a constant LR
     step_schedule(sched, selection_loss)       # once per epoch, after scoring
     ema = make_ema(model, cfg)                 # None unless cfg.ema > 0; ema.module is what is scored
+    value = optimizer_step(loss, opt, scaler, epoch, batch)   # every training step, both pairings
 
 The seed's choice is AdamW with ReduceLROnPlateau on the selection loss. The other choices are
 levers and ablations of issue 9: Adam, a constant LR, a cosine decay over the run's epochs, and an
@@ -11,11 +12,28 @@ exponential moving average of the weights and BatchNorm statistics, updated afte
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, ReduceLROnPlateau
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .config import Config
+from .errors import TrainingDiverged
+
+
+def optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler, epoch: int, batch: int) -> float:
+    """One (scaled) step on `loss`; returns its value. A non-finite loss stops the run before the
+    step, so the weights stay those of last.pt's epoch."""
+    value = loss.item()
+    if not math.isfinite(value):
+        raise TrainingDiverged(f"training loss became {value} at epoch {epoch}, batch {batch}; "
+                               f"last.pt keeps epoch {epoch - 1}. Try a lower lr or precision=fp32.")
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    return value
 
 
 def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:

@@ -12,14 +12,12 @@ different-digit pairs are drawn among its other pairs, so every step is balanced
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from . import augment as A
 from . import hardware as H
 from .data import keyed_generator
-from .errors import TrainingDiverged
+from .optim import optimizer_step
 
 _SHARED_KEY = 11
 
@@ -62,15 +60,7 @@ def train_epoch_shared(model, opt, scaler, data, cfg, epoch: int, device, precis
         with H.autocast(device, precision):
             e = model.embed(x)
             logits = model.compare_embeddings(e[ia], e[ib])
-        loss = loss_fn(logits.float(), y, cfg.loss)
-        value = loss.item()
-        if not math.isfinite(value):
-            raise TrainingDiverged(f"training loss became {value} at epoch {epoch}, batch {i // cfg.batch_size}; "
-                                   f"last.pt keeps epoch {epoch - 1}. Try a lower lr or precision=fp32.")
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
+        value = optimizer_step(loss_fn(logits.float(), y, cfg.loss), opt, scaler, epoch, i // cfg.batch_size)
         loss_sum += value * len(y)
         correct += int(((logits.detach() > 0).float() == y).sum())
         pairs += len(y)

@@ -12,7 +12,6 @@ model are scored once on every pair set; scores.npz and results.json hold the ou
 from __future__ import annotations
 
 import io
-import math
 import sys
 import time
 from datetime import datetime
@@ -88,15 +87,7 @@ def train_one_epoch(model, opt, scaler, data: DeviceData, cfg: Config, epoch: in
         x = A.normalize(x).contiguous(memory_format=fmt)
         with H.autocast(device, precision):
             logits = model(x[: hi - lo], x[hi - lo:])
-        loss = pair_loss(logits.float(), y[lo:hi], cfg.loss)
-        value = loss.item()
-        if not math.isfinite(value):  # checked before the step: the weights stay those of last.pt's epoch
-            raise TrainingDiverged(f"training loss became {value} at epoch {epoch}, batch {i // cfg.batch_size}; "
-                                   f"last.pt keeps epoch {epoch - 1}. Try a lower lr or precision=fp32.")
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
+        value = O.optimizer_step(pair_loss(logits.float(), y[lo:hi], cfg.loss), opt, scaler, epoch, i // cfg.batch_size)
         loss_sum += value * (hi - lo)
         correct += int(((logits.detach() > 0).float() == y[lo:hi]).sum())
         bar.set_postfix(loss=f"{value:.4f}", refresh=False)
