@@ -176,15 +176,19 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
 TARGET_HELDOUT = 0.993  # issue 9: held-out pair accuracy of an improved model (<= 200 k parameters)
 IMPROVED = "improved__validation"  # params/improved.yaml under the validation protocol
 PAIR_TYPES = {"seen–seen same": "已见–已见，同类", "seen–seen different": "已见–已见，异类",
-              "8–8": "8–8（未见，同类）", "9–9": "9–9（未见，同类）",
-              "unseen–unseen different": "8–9（未见，异类）", "unseen–seen": "8 或 9 对已见数字（异类）"}
+              "unseen–unseen different": "未见数字之间（异类）", "unseen–seen": "未见数字对已见数字（异类）"}
 
 
 def openset_rows(group: dict | None) -> list[tuple]:
-    """(label, pairs, acc interval, acc-at-threshold interval) per open-set pair type of a group."""
+    """(label, pairs, acc interval, acc-at-threshold interval) per open-set pair type of a group:
+    the seen–seen types, one same-digit type per unseen digit ("8–8"), then the different-digit ones."""
     o = (group or {}).get("openset", {})
+    kinds = [k.split(".")[1] for k in o if k.startswith("pair_types.") and k.endswith(".acc")]
+    same_unseen = sorted(k for k in kinds if k not in PAIR_TYPES)
+    labels = {**{k: PAIR_TYPES[k] for k in list(PAIR_TYPES)[:2]}, **{k: f"{k}（未见，同类）" for k in same_unseen},
+              **{k: PAIR_TYPES[k] for k in list(PAIR_TYPES)[2:]}}
     return [(label, int(o[f"pair_types.{k}.pairs"]["mean"]), o[f"pair_types.{k}.acc"],
-             o[f"pair_types.{k}.acc_at_threshold"]) for k, label in PAIR_TYPES.items() if f"pair_types.{k}.acc" in o]
+             o[f"pair_types.{k}.acc_at_threshold"]) for k, label in labels.items() if k in kinds]
 
 
 def pct(x) -> str:

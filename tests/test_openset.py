@@ -96,3 +96,15 @@ def test_fashion_subset_uses_its_own_caches(mnist_root):
     assert not torch.equal(data.subset.train_images[:10], mnist.subset.train_images[:10])
     assert (mnist_root / "subsets" / "fashion_mnist_subset_seed42_frac0.1.json").is_file()
     np.testing.assert_array_equal(data.subset.train_index, mnist.subset.train_index)  # same draw, other images
+
+
+def test_report_rows_follow_the_unseen_digits_of_the_group():
+    from mnist_pairs.report import openset_rows
+
+    kinds = ["seen–seen same", "seen–seen different", "5–5", "3–3", "unseen–unseen different", "unseen–seen"]
+    o = {f"pair_types.{k}.{m}": {"mean": 0.9 if m != "pairs" else 100.0, "ci95": [0.8, 1.0]}
+         for k in kinds for m in ("acc", "acc_at_threshold", "pairs")}
+    labels = [row[0] for row in openset_rows({"openset": o})]
+    assert labels == ["已见–已见，同类", "已见–已见，异类", "3–3（未见，同类）", "5–5（未见，同类）",
+                      "未见数字之间（异类）", "未见数字对已见数字（异类）"]
+    assert openset_rows(None) == [] and openset_rows({"openset": o})[2][1] == 100
