@@ -160,6 +160,8 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
         "aug": _json(reports_dir / "aug_selection.json"),
         "bench": bench, "levers": _json(reports_dir / "benchmarks" / "bench_levers.json"),
         "bench_avx2": _json(reports_dir / "benchmarks" / "bench_epoch_avx2.json"),
+        "bench_more": [_json(p) for p in sorted((reports_dir / "benchmarks").glob("bench_epoch_*.json"))
+                       if p.name != "bench_epoch_avx2.json"],
         "infer": _json(reports_dir / "benchmarks" / "bench_infer.json"),
         "study": _json(reports_dir / "study.json"),
         "calibration": _json(reports_dir / "calibration.json"),
