@@ -20,6 +20,12 @@ t-interval 4.3 standard errors wide on each side; written on 2026-11-29 before t
 step ⑧ stacks on, was extended from seeds 0-2 to 0-4 *after* its 3-seed validation and held-out
 numbers had been seen (not adopted on those 3 seeds); the report says so, with the 3-seed Δ
 (`LATE_SEEDS`).
+
+The improved model (`params/improved.yaml`, group `improved`), fixed before the step-⑧ results:
+lever_shared_e100's configuration plus every step-⑧ lever adopted against it, all at once, if
+lever_shared_e100 is itself adopted against the seed configuration on seeds 0-4; otherwise no
+improved configuration is built from these levers. Its group runs on seeds 0-4 on a machine
+left otherwise idle, so that its `train_seconds` are speed data.
 """
 from __future__ import annotations
 
