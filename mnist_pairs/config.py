@@ -79,6 +79,9 @@ class Config:
                                       # "cosine": decay from lr to lr_min over the run's epochs
     ema: float = 0.0                  # > 0: score, select and save an EMA of the weights with this
                                       # decay per step (optim.py); 0: the weights as trained
+    supcon_weight: float = 0.0        # > 0 (pairing "shared" only): add this times a supervised-contrastive
+                                      # loss on the batch's normalised embeddings (shared_encoding.py)
+    supcon_temperature: float = 0.1   # its temperature
     lr_factor: float = 0.5            # ReduceLROnPlateau on the selection loss
     lr_patience: int = 2
     lr_min: float = 1e-5
@@ -144,6 +147,8 @@ class Config:
             (self.lr_patience >= 0, f"lr_patience must be >= 0, got {self.lr_patience}"),
             (0 <= self.lr_min <= self.lr, f"lr_min must be in [0, lr], got {self.lr_min}"),
             (0 <= self.ema < 1, f"ema must be in [0, 1) (0: off), got {self.ema}"),
+            (self.supcon_weight >= 0, f"supcon_weight must be >= 0 (0: off), got {self.supcon_weight}"),
+            (self.supcon_temperature > 0, f"supcon_temperature must be > 0, got {self.supcon_temperature}"),
             (0 <= self.aug_degrees <= 180, f"aug_degrees must be in [0, 180], got {self.aug_degrees}"),
             (0 <= self.aug_translate < 1, f"aug_translate must be in [0, 1), got {self.aug_translate}"),
             (0 < self.aug_scale_min <= self.aug_scale_max,
@@ -164,6 +169,8 @@ class Config:
             checks += [(getattr(self, k) in v, f"{k} must be one of {v}, got {getattr(self, k)!r}")
                        for k, v in CHOICES.items()]
             checks += [
+                (self.supcon_weight == 0 or self.pairing == "shared",
+                 "supcon_weight > 0 needs pairing 'shared': the contrastive term compares the embeddings of a batch"),
                 (self.pairing == "independent" or self.model in EMBEDDING_MODELS,
                  "pairing 'shared' needs a Siamese model ('siamese' or 'siamese_deep'): it compares embeddings"),
                 (self.dataset in DATASETS, f"dataset must be one of {DATASETS}, got {self.dataset!r}"),

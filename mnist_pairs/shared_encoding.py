@@ -9,10 +9,16 @@ images in a random order keyed by (seed, epoch), each augmented once, in batches
 `batch_size` images; a batch of 256 images gives about 3,000 same-digit pairs, and as many
 different-digit pairs are drawn among its other pairs, so every step is balanced. The encoder
 (about 99 % of the FLOPs per pair) runs once per image. `train_pairs` is not used in this mode.
+
+With `supcon_weight > 0` the pair loss gets a supervised-contrastive term (Khosla et al. 2020)
+over the same batch: each image's L2-normalised embedding is pulled towards the other images of
+its digit and pushed from the rest, through a softmax over the batch at `supcon_temperature`.
+It uses only which pairs of the batch are same-digit, the same relation the pair loss uses.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from . import augment as A
 from . import hardware as H
@@ -38,6 +44,19 @@ def batch_pairs(labels: torch.Tensor, generator: torch.Generator):
     return pairs[order, 0], pairs[order, 1], target[order]
 
 
+def supcon_loss(e: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Supervised-contrastive loss of a batch of embeddings (B,D): the mean over images that have
+    a same-digit partner in the batch of −log softmax-probability of those partners, averaged."""
+    z = F.normalize(e.float(), dim=1)
+    eye = torch.eye(len(z), dtype=torch.bool, device=z.device)
+    sim = (z @ z.T / temperature).masked_fill(eye, float("-inf"))     # an image is not its own partner
+    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
+    pos = (labels[:, None] == labels[None, :]) & ~eye
+    n_pos = pos.sum(1)
+    has = n_pos > 0
+    return -(log_prob.masked_fill(~pos, 0.0).sum(1)[has] / n_pos[has]).mean()
+
+
 def train_epoch_shared(model, opt, scaler, data, cfg, epoch: int, device, precision: str, loss_fn,
                        on_step=None) -> dict[str, float]:
     """One pass over the training images; each batch's images are encoded once."""
@@ -60,7 +79,10 @@ def train_epoch_shared(model, opt, scaler, data, cfg, epoch: int, device, precis
         with H.autocast(device, precision):
             e = model.embed(x)
             logits = model.compare_embeddings(e[ia], e[ib])
-        value = optimizer_step(loss_fn(logits.float(), y, cfg.loss), opt, scaler, epoch, i // cfg.batch_size)
+        loss = loss_fn(logits.float(), y, cfg.loss)
+        if cfg.supcon_weight:
+            loss = loss + cfg.supcon_weight * supcon_loss(e, data.train_labels[idx].to(device), cfg.supcon_temperature)
+        value = optimizer_step(loss, opt, scaler, epoch, i // cfg.batch_size)
         loss_sum += value * len(y)
         correct += int(((logits.detach() > 0).float() == y).sum())
         pairs += len(y)

@@ -182,8 +182,30 @@ def test_cosine_schedule_and_weight_ema_are_scored_saved_and_resumed(tmp_path, m
     assert build_model("siamese").state_dict().keys() == averaged.keys()
 
 
-def test_deeper_encoder_with_elastic_augmentation_learns_and_resumes_identically(tmp_path, monkeypatch):
-    kw = dict(model="siamese_deep", pairing="shared", aug_elastic_alpha=3.0, epochs=2)
+def test_supcon_loss_matches_its_definition_and_rewards_clustered_embeddings():
+    import math
+
+    from mnist_pairs.shared_encoding import supcon_loss
+
+    torch.manual_seed(0)
+    e, labels = torch.randn(12, 8), torch.tensor([0, 0, 1, 1, 1, 2, 3, 3, 0, 2, 4, 1])   # digit 4 has no partner
+    z = torch.nn.functional.normalize(e, dim=1)
+    per_image = []
+    for i in range(12):
+        others = [j for j in range(12) if j != i]
+        denom = sum(math.exp(float(z[i] @ z[j]) / 0.1) for j in others)
+        pos = [j for j in others if labels[j] == labels[i]]
+        if pos:
+            per_image.append(-sum(float(z[i] @ z[j]) / 0.1 - math.log(denom) for j in pos) / len(pos))
+    assert float(supcon_loss(e, labels, 0.1)) == pytest.approx(sum(per_image) / len(per_image), rel=1e-5)
+    clustered = torch.nn.functional.one_hot(labels, 8).float() + 0.01 * torch.randn(12, 8)
+    assert float(supcon_loss(clustered, labels, 0.1)) < float(supcon_loss(e, labels, 0.1))
+    with pytest.raises(ConfigError, match="supcon_weight > 0 needs pairing 'shared'"):
+        Config(supcon_weight=1.0)
+
+
+def test_deeper_encoder_elastic_augmentation_and_supcon_learn_and_resume_identically(tmp_path, monkeypatch):
+    kw = dict(model="siamese_deep", pairing="shared", aug_elastic_alpha=3.0, supcon_weight=0.5, epochs=2)
     full = T.fit(_tiny(tmp_path, run_name="full", **kw), **QUIET)
     h = full.records
     assert h[1]["train_loss"] < h[0]["train_loss"] and h[1]["val_acc"] > 0.6
