@@ -235,6 +235,7 @@ def _environment():
     env.filters.update(code=lambda x: f"`{x}`", pct=pct, f4=lambda x: f"{x:.4f}", f2=lambda x: f"{x:.2f}", f1=lambda x: f"{x:.1f}",
                        f0=lambda x: f"{x:.0f}", thousands=lambda x: f"{x:,}")
     env.globals.update(pm=pm, pm_plain=pm_plain, pmi=pmi, delta_pp=delta_pp, adopted=adopted)
+    env.tests["adopted"] = lambda row: bool(adopted(row))
     return env
 
 
