@@ -55,10 +55,12 @@ VARIANTS = {
     "lever_shared_cosine_e100__validation": ("⑧", "余弦学习率（而非 ReduceLROnPlateau），共享编码 100 轮"),
     "lever_shared_elastic_e100__validation": ("⑧", "再加弹性形变增强（最大位移 3 像素，σ = 4 像素），共享编码 100 轮"),
     "lever_shared_supcon_e100__validation": ("⑧", "BCE 再加 0.5 × 监督对比损失（温度 0.1，批内嵌入），共享编码 100 轮"),
+    "lever_combined_e100__validation": ("⑧", "以上四项同时使用（更深编码器、余弦学习率、弹性形变、监督对比），共享编码 100 轮"),
 }
 # lever -> the lever it is stacked on and compared with (the rest: BASELINE)
 EXTENDS = {f"lever_{name}__validation": "lever_shared_e100__validation"
-           for name in ("deep_shared_e100", "shared_cosine_e100", "shared_elastic_e100", "shared_supcon_e100")}
+           for name in ("deep_shared_e100", "shared_cosine_e100", "shared_elastic_e100", "shared_supcon_e100",
+                        "combined_e100")}
 # groups given more seeds after their first seeds' numbers were seen: group -> the seeds seen then
 LATE_SEEDS = {"lever_shared_e100__validation": (0, 1, 2)}
 
