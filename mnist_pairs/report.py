@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .data import load_data, pair_balance
-from .ablation import ablation_rows, adopted
+from .ablation import ablation_rows, adopted, improved_check
 from .mnist import FASHION_CLASSES, MNIST_FILES
 from .models import build_model, count_parameters
 from .paths import REPORTS_DIR, atomic_write_text, resolve
@@ -152,7 +152,7 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
         "unseen": groups.get("unseen_digits__validation"),
         "openset_rows": openset_rows(groups.get("unseen_digits__validation")), "fashion": groups.get("fashion_siamese__validation"),
         "fashion_classes": FASHION_CLASSES, "ablation": ablation_rows(groups), "target_heldout": TARGET_HELDOUT,
-        "improved": groups.get(IMPROVED),
+        "improved": groups.get(IMPROVED), "improved_check": improved_check(groups),
         "ablation_figures": [rel(reports_dir / "figures" / "ablation" / f) for f in ("heldout.png", "curves.png")
                              if (reports_dir / "figures" / "ablation" / f).is_file()], "sweep_envs": sweep_envs,
         "sweep_period": (sweep_dates[0], sweep_dates[-1]) if sweep_dates else None,
