@@ -30,14 +30,15 @@ class AugParams:
     mode: str = "bilinear"
     flow: torch.Tensor | None = None  # (B,28,28,2) elastic displacement in grid units, or None
 
+    def _map(self, f) -> "AugParams":
+        """The same parameters with `f` applied to every tensor (flow stays None when off)."""
+        return AugParams(f(self.theta), f(self.kernel), self.mode, None if self.flow is None else f(self.flow))
+
     def to(self, device) -> "AugParams":
-        flow = None if self.flow is None else self.flow.to(device, non_blocking=True)
-        return AugParams(self.theta.to(device, non_blocking=True), self.kernel.to(device, non_blocking=True),
-                         self.mode, flow)
+        return self._map(lambda t: t.to(device, non_blocking=True))
 
     def rows(self, index: torch.Tensor | slice) -> "AugParams":
-        return AugParams(self.theta[index], self.kernel[index], self.mode,
-                         None if self.flow is None else self.flow[index])
+        return self._map(lambda t: t[index])
 
 
 def pair_rows(n: int, i: int, j: int) -> torch.Tensor:

@@ -69,7 +69,8 @@ def train_epoch_shared(model, opt, scaler, data, cfg, epoch: int, device, precis
     loss_sum, correct, pairs = 0.0, 0, 0
     for i in range(0, n, cfg.batch_size):
         idx = order[i:i + cfg.batch_size]
-        ia, ib, y = batch_pairs(data.train_labels[idx], g)
+        labels = data.train_labels[idx]
+        ia, ib, y = batch_pairs(labels, g)
         if len(y) == 0:
             continue
         x = data.train_images[idx.to(device)]
@@ -81,7 +82,7 @@ def train_epoch_shared(model, opt, scaler, data, cfg, epoch: int, device, precis
             logits = model.compare_embeddings(e[ia], e[ib])
         loss = loss_fn(logits.float(), y, cfg.loss)
         if cfg.supcon_weight:
-            loss = loss + cfg.supcon_weight * supcon_loss(e, data.train_labels[idx].to(device), cfg.supcon_temperature)
+            loss = loss + cfg.supcon_weight * supcon_loss(e, labels.to(device), cfg.supcon_temperature)
         value = optimizer_step(loss, opt, scaler, epoch, i // cfg.batch_size)
         loss_sum += value * len(y)
         correct += int(((logits.detach() > 0).float() == y).sum())
