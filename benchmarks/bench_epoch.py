@@ -15,6 +15,8 @@ pairs). One process, same model, pairs and seed for every pipeline, timed altern
     augmentation, channels_last, test images embedded once) at the precision `fit` resolves
     here ("auto": bf16 on CPUs with native bf16, fp16 on CUDA, else fp32);
 (c) the same at precision fp32;
+(e) the same at fp32 with `fused_blocks: true` (fused.py: BatchNorm -> ReLU -> pool as one C++
+    kernel each; CPU only), the fast seed-faithful setting where the CPU has no native bf16;
 (d) shared encoding (`pairing: shared`, the precision of (b)): an epoch is one pass over the
     training images, each encoded once, with every same-digit pair of a batch and as many
     different ones (~125,000 pairs from 5,000 encodings); always timed whole, never scaled.
@@ -125,11 +127,11 @@ def project_epoch(model, opt, scaler, cfg: Config, data: T.DeviceData, epoch: in
     return time.perf_counter() - t0
 
 
-def compute_floor(cfg: Config, device, precision: str, reps: int) -> tuple[float, float]:
+def compute_floor(cfg: Config, device, precision: str, reps: int, fused: bool = False) -> tuple[float, float]:
     """(seconds per fwd+bwd+step on one batch, FLOPs of that step) with the project's settings."""
     torch.manual_seed(0)
     fmt = H.memory_format(cfg)
-    model = build_model(cfg.model).to(device, memory_format=fmt)
+    model = build_model(cfg.model, fused=fused).to(device, memory_format=fmt)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     xa = torch.randn(cfg.batch_size, 1, 28, 28, device=device).contiguous(memory_format=fmt)
     xb = torch.randn(cfg.batch_size, 1, 28, 28, device=device).contiguous(memory_format=fmt)
@@ -167,8 +169,8 @@ def run(quick: bool, rounds: int, device_name: str = "cpu") -> dict:
     fmt = H.memory_format(cfg)
     torch.manual_seed(cfg.seed)
 
-    def learner(channels_last: bool):
-        model = build_model(cfg.model).to(device, memory_format=fmt if channels_last else torch.contiguous_format)
+    def learner(channels_last: bool, fused: bool = False):
+        model = build_model(cfg.model, fused=fused).to(device, memory_format=fmt if channels_last else torch.contiguous_format)
         return model, torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def scaler(p: str):
@@ -181,6 +183,8 @@ def run(quick: bool, rounds: int, device_name: str = "cpu") -> dict:
         "project_fp32": (project_epoch, *learner(True), scaler("fp32"), "fp32"),
         "shared": (project_epoch, *learner(True), scaler(precision), precision),
     }
+    if device.type == "cpu":  # the fused kernels are CPU code (fused.require)
+        pipelines["fused_fp32"] = (project_epoch, *learner(True, fused=True), scaler("fp32"), "fp32")
     shared_cfg = cfg.replace(pairing="shared")
 
     def time_epoch(name: str, c: Config, d: T.DeviceData, epoch: int) -> float:
@@ -201,6 +205,12 @@ def run(quick: bool, rounds: int, device_name: str = "cpu") -> dict:
         print(f"round {r + 1}/{rounds}: " + "  ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
 
     step_s, step_flops = compute_floor(cfg, device, precision, reps=10 if quick else 30)
+    fused = {}
+    if "fused_fp32" in pipelines:
+        fused_step_s, _ = compute_floor(cfg, device, "fp32", reps=10 if quick else 30, fused=True)
+        f = statistics.median(times["fused_fp32"])
+        fused = {"fused_fp32_s_per_epoch": round(f, 3), "fused_speedup": round(statistics.median(times["seed"]) / f, 3),
+                 "compute_only_fused_fp32_s_per_epoch": round(fused_step_s * -(-cfg.train_pairs // cfg.batch_size), 3)}
     steps = -(-cfg.train_pairs // cfg.batch_size)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024          # this process (project pipeline)
     rss_workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # largest DataLoader worker
@@ -209,7 +219,7 @@ def run(quick: bool, rounds: int, device_name: str = "cpu") -> dict:
     return {"seed_style_s_per_epoch": round(med["seed"], 3), "project_s_per_epoch": round(med["project"], 3),
             "project_fp32_s_per_epoch": round(med["project_fp32"], 3),
             "shared_s_per_epoch": round(med["shared"], 3), "shared_speedup": round(med["seed"] / med["shared"], 3),
-            "speedup": round(med["seed"] / med["project"], 3),
+            "speedup": round(med["seed"] / med["project"], 3), **fused,
             "compute_only_s_per_epoch": round(step_s * steps, 3),
             "gflops_achieved": round(step_flops / step_s / 1e9, 1),
             "flop_per_epoch_T": round(step_flops * steps / 1e12, 3),

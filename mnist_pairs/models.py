@@ -7,7 +7,9 @@
 - `SiameseDeepNet` (issue 9's deeper-encoder lever, 189,025 parameters): the same Siamese
   comparison with two 3x3 convolutions per resolution in the encoder and a smaller head.
 
-Both take two batches (B,1,28,28) and return logits (B,). The Siamese net can also embed
+Both take two batches (B,1,28,28) and return logits (B,). With `fused=True` a training-mode
+pass runs each BatchNorm -> ReLU -> pool of the convolutional stack as one C++ kernel (fused.py;
+CPU, float32): the same parameters and gradients, less memory traffic. The Siamese net can also embed
 images once (`embed`) and compare embeddings (`compare_embeddings`): the cheap way to
 score one image against a gallery.
 """
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from .fused import run_sequential
 
 
 def _conv_block(cin: int, cout: int, k: int) -> list[nn.Module]:
@@ -27,10 +31,11 @@ def _dropout(p: float, on: bool) -> nn.Module:
 
 
 class SiameseCompareNet(nn.Module):
-    def __init__(self, dropout: bool = True) -> None:
+    def __init__(self, dropout: bool = True, fused: bool = False) -> None:
         super().__init__()
         self.encoder = self.build_encoder()
         self.head = self.build_head(dropout)
+        self.fused = fused
 
     @staticmethod
     def build_encoder() -> nn.Sequential:
@@ -51,7 +56,7 @@ class SiameseCompareNet(nn.Module):
         )
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)                           # (B,1,28,28) -> (B,128)
+        return run_sequential(self.encoder, x) if self.fused else self.encoder(x)  # (B,1,28,28) -> (B,128)
 
     def compare_embeddings(self, ea: torch.Tensor, eb: torch.Tensor) -> torch.Tensor:
         feats = torch.cat([(ea - eb).abs(), ea * eb], dim=1)  # (B,256), symmetric in a and b
@@ -83,8 +88,9 @@ class SiameseDeepNet(SiameseCompareNet):
 
 
 class ConcatCNN(nn.Module):
-    def __init__(self, dropout: bool = True) -> None:
+    def __init__(self, dropout: bool = True, fused: bool = False) -> None:
         super().__init__()
+        self.fused = fused
         self.features = nn.Sequential(
             *_conv_block(1, 32, 3), nn.MaxPool2d(2),     # (B,1,28,56) -> (B,32,14,28)
             *_conv_block(32, 64, 3), nn.MaxPool2d(2),    # -> (B,64,7,14)
@@ -96,15 +102,16 @@ class ConcatCNN(nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         x = torch.cat([a, b], dim=3)                     # (B,1,28,56): side by side
-        return self.head(self.features(x)).squeeze(1)    # -> (B,)
+        x = run_sequential(self.features, x) if self.fused else self.features(x)
+        return self.head(x).squeeze(1)                   # -> (B,)
 
 
 MODELS = {"siamese": SiameseCompareNet, "concat": ConcatCNN, "siamese_deep": SiameseDeepNet}
 
 
-def build_model(name: str, dropout: bool = True) -> nn.Module:
+def build_model(name: str, dropout: bool = True, fused: bool = False) -> nn.Module:
     try:
-        return MODELS[name](dropout=dropout)
+        return MODELS[name](dropout=dropout, fused=fused)
     except KeyError:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}") from None
 

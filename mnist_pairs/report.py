@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .data import load_data, pair_balance
-from .ablation import ablation_rows, adopted, improved_check
+from .ablation import ablation_rows, adopted, improved_check, paired
 from .mnist import FASHION_CLASSES, MNIST_FILES
 from .models import build_model, count_parameters
 from .paths import REPORTS_DIR, atomic_write_text, resolve
@@ -162,6 +162,10 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
         "bench_avx2": _json(reports_dir / "benchmarks" / "bench_epoch_avx2.json"),
         "bench_more": [_json(p) for p in sorted((reports_dir / "benchmarks").glob("bench_epoch_*.json"))
                        if p.name != "bench_epoch_avx2.json"],
+        "cpu_targets": cpu_targets([bench, _json(reports_dir / "benchmarks" / "bench_epoch_avx2.json")]
+                                   + [_json(p) for p in sorted((reports_dir / "benchmarks").glob("bench_epoch_*.json"))
+                                      if p.name != "bench_epoch_avx2.json"]),
+        "cpu_target": (CPU_TARGET_SPEEDUP, CPU_TARGET_S), "fused_check": fused_check(groups),
         "infer": _json(reports_dir / "benchmarks" / "bench_infer.json"),
         "study": _json(reports_dir / "study.json"),
         "calibration": _json(reports_dir / "calibration.json"),
@@ -173,6 +177,38 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
         if (reports_dir / "figures" / "seed_concat" / "curves.png").is_file() else None,
         "history_path": rel(S["dir"] / "history.json"),
     }
+
+
+CPU_TARGET_SPEEDUP, CPU_TARGET_S = 4.0, 12.0  # issue 11: seed-faithful mode, >= 4x the seed-style pipeline, <= 12 s/epoch
+
+
+def cpu_targets(benches: list[dict | None]) -> list[dict]:
+    """Per CPU benchmark JSON: the fastest seed-faithful pipeline it measured (default precision,
+    or fp32 with fused blocks) and whether it meets issue 11's CPU targets."""
+    rows = []
+    for b in (b for b in benches if b and b.get("device", "cpu") == "cpu"):
+        options = [(b["project_s_per_epoch"], f"默认精度（{b['precision']}）")]
+        if b.get("fused_fp32_s_per_epoch"):
+            options.append((b["fused_fp32_s_per_epoch"], "fp32 + 融合块（`fused_blocks: true`）"))
+        s, setting = min(options)
+        x = b["seed_style_s_per_epoch"] / s
+        rows.append({"cpu": b["cpu"], "caps": " / ".join(b.get("isa_caps", {}).values()) or "无", "setting": setting,
+                     "s": s, "x": x, "met": x >= CPU_TARGET_SPEEDUP and s <= CPU_TARGET_S, "quick": b.get("quick")})
+    return rows
+
+
+FUSED, FUSED_BASE = "fused_fp32__validation", "ablate_fp32__validation"  # params/fused_fp32.yaml vs ablate_fp32.yaml
+
+
+def fused_check(groups: dict) -> dict | None:
+    """The fused blocks' accuracy: fp32 with fused blocks against fp32 without, paired by seed,
+    with the CPUs each group's runs had (a different CPU rounds differently, as fusing does)."""
+    g, base = groups.get(FUSED), groups.get(FUSED_BASE)
+    if g is None or base is None:
+        return None
+    cpus = lambda grp: sorted({r["cpu"] for r in grp["runs"]})
+    return {"group": g, "base": base, "delta": {k: paired(g, base, k) for k in ("val_acc", "heldout_acc")},
+            "cpus": cpus(g), "base_cpus": cpus(base)}
 
 
 TARGET_HELDOUT = 0.993  # issue 9: held-out pair accuracy of an improved model (<= 200 k parameters)

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from . import augment as A
 from . import distributed as D
+from . import fused as FU
 from . import hardware as H
 from . import openset
 from . import optim as O
@@ -36,7 +37,7 @@ from .runs import LATEST_POINTER, Run, load_checkpoint, new_run_dir, save_checkp
 from .shared_encoding import train_epoch_shared
 from .tboard import TensorBoardLog
 
-RESUME_MAY_CHANGE = ("epochs", "device", "precision", "num_threads", "eval_batch_size")
+RESUME_MAY_CHANGE = ("epochs", "device", "precision", "num_threads", "eval_batch_size", "fused_blocks")
 EPOCH_SETS = ("val", "test")  # scored every epoch; "heldout" only once, at the end
 
 
@@ -176,13 +177,15 @@ def fit(cfg: Config | None = None, resume=None, overrides: dict | None = None, l
     log = log if d.main else (lambda m: None)
     precision = H.resolve_precision(cfg, device)
     cfg = cfg.replace(device=device.type, precision=precision)  # what config.yaml records
+    if cfg.fused_blocks:
+        FU.require(device, precision)  # builds the kernel, or stops here with what to change
     H.setup_backend(cfg, device)
     data = DeviceData(load_data(cfg, log), cfg, device)
     env = {**H.environment(device, precision), **d.facts()}
     run_dir = d.broadcast(_open_run_dir(cfg, run_dir, state, data, env) if d.main else None)
 
     torch.manual_seed(cfg.seed)  # model init and dropout: the only users of the global RNG
-    model = build_model(cfg.model, dropout=cfg.dropout).to(device, memory_format=H.memory_format(cfg))
+    model = build_model(cfg.model, dropout=cfg.dropout, fused=cfg.fused_blocks).to(device, memory_format=H.memory_format(cfg))
     opt, ema = O.make_optimizer(model, cfg), O.make_ema(model, cfg)
     sched = O.make_schedule(opt, cfg)
     scored = ema.module if ema else model  # the weights scored each epoch, selected and saved in best.pt
