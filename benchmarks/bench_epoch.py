@@ -15,8 +15,8 @@ pairs). One process, same model, pairs and seed for every pipeline, timed altern
     augmentation, channels_last, test images embedded once) at the precision `fit` resolves
     here ("auto": bf16 on CPUs with native bf16, fp16 on CUDA, else fp32);
 (c) the same at precision fp32;
-(e) the same at fp32 with `fused_blocks: true` (fused.py: BatchNorm -> ReLU -> pool as one C++
-    kernel each; CPU only), the fast seed-faithful setting where the CPU has no native bf16;
+(e) (b) with `fused_blocks: true` (fused.py: BatchNorm -> ReLU -> pool as one C++ kernel each;
+    CPU only): the same arithmetic, the fastest seed-faithful setting;
 (d) shared encoding (`pairing: shared`, the precision of (b)): an epoch is one pass over the
     training images, each encoded once, with every same-digit pair of a batch and as many
     different ones (~125,000 pairs from 5,000 encodings); always timed whole, never scaled.
@@ -184,7 +184,7 @@ def run(quick: bool, rounds: int, device_name: str = "cpu") -> dict:
         "shared": (project_epoch, *learner(True), scaler(precision), precision),
     }
     if device.type == "cpu":  # the fused kernels are CPU code (fused.require)
-        pipelines["fused_fp32"] = (project_epoch, *learner(True, fused=True), scaler("fp32"), "fp32")
+        pipelines["fused"] = (project_epoch, *learner(True, fused=True), scaler(precision), precision)
     shared_cfg = cfg.replace(pairing="shared")
 
     def time_epoch(name: str, c: Config, d: T.DeviceData, epoch: int) -> float:
@@ -206,11 +206,11 @@ def run(quick: bool, rounds: int, device_name: str = "cpu") -> dict:
 
     step_s, step_flops = compute_floor(cfg, device, precision, reps=10 if quick else 30)
     fused = {}
-    if "fused_fp32" in pipelines:
-        fused_step_s, _ = compute_floor(cfg, device, "fp32", reps=10 if quick else 30, fused=True)
-        f = statistics.median(times["fused_fp32"])
-        fused = {"fused_fp32_s_per_epoch": round(f, 3), "fused_speedup": round(statistics.median(times["seed"]) / f, 3),
-                 "compute_only_fused_fp32_s_per_epoch": round(fused_step_s * -(-cfg.train_pairs // cfg.batch_size), 3)}
+    if "fused" in pipelines:
+        fused_step_s, _ = compute_floor(cfg, device, precision, reps=10 if quick else 30, fused=True)
+        f = statistics.median(times["fused"])
+        fused = {"fused_s_per_epoch": round(f, 3), "fused_speedup": round(statistics.median(times["seed"]) / f, 3),
+                 "compute_only_fused_s_per_epoch": round(fused_step_s * -(-cfg.train_pairs // cfg.batch_size), 3)}
     steps = -(-cfg.train_pairs // cfg.batch_size)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024          # this process (project pipeline)
     rss_workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # largest DataLoader worker

@@ -106,9 +106,9 @@ class Config:
                                       # config.yaml records what was used.
     channels_last: bool = True        # faster convolutions with oneDNN / cuDNN
     compile: bool = False             # torch.compile the model (seed: off by default)
-    fused_blocks: bool = False        # CPU + fp32 only: each BatchNorm -> ReLU -> pool of the encoder
-                                      # trains as one C++ kernel (fused.py): same arithmetic, less
-                                      # memory traffic; the fast setting on CPUs without native bf16
+    fused_blocks: bool = False        # CPU only (fp32 or bf16): each BatchNorm -> ReLU -> pool of the
+                                      # encoder trains as one C++ kernel (fused.py): same arithmetic,
+                                      # less memory traffic, faster steps
     num_threads: int = 0              # torch intra-op threads; 0 -> all cores
     # --- output
     out_dir: str = "experiments"      # run folders go under here (relative to the project root)
@@ -161,11 +161,13 @@ class Config:
             (0.5 <= self.aug_elastic_sigma <= 9, f"aug_elastic_sigma must be in [0.5, 9] pixels, got {self.aug_elastic_sigma}"),
             (self.aug_blur_sigma_max >= 0.1, f"aug_blur_sigma_max must be >= 0.1, got {self.aug_blur_sigma_max}"),
             (self.num_threads >= 0, f"num_threads must be >= 0, got {self.num_threads}"),
-            (not self.fused_blocks or (self.precision in ("auto", "fp32") and self.device in ("auto", "cpu")),
-             f"fused_blocks needs the CPU in fp32 (its kernels are float32 CPU code), got device {self.device!r}, "
-             f"precision {self.precision!r}; set precision: fp32 or fused_blocks: false"),
+            (not self.fused_blocks or self.device in ("auto", "cpu"),
+             f"fused_blocks needs the CPU (its kernels are CPU code), got device {self.device!r}; "
+             "set device: cpu or fused_blocks: false"),
             (not self.fused_blocks or self.channels_last,
              "fused_blocks needs channels_last: true (its kernels read the channels_last layout)"),
+            (not (self.fused_blocks and self.compile),
+             "fused_blocks and compile exclude each other: torch.compile generates its own kernels for these blocks"),
             ("/" not in self.run_name and self.run_name not in (".", ".."),
              f"run_name must be a plain folder name, got {self.run_name!r}"),
         ]

@@ -1,6 +1,6 @@
-// Fused training-mode encoder blocks for float32 channels_last tensors on the CPU (fused.py).
+// Fused training-mode encoder blocks for channels_last float32 or bfloat16 tensors on the CPU (fused.py).
 //
-//   BatchNorm2d -> ReLU -> MaxPool2d(2)        bn_relu_maxpool_{forward,backward}
+//   BatchNorm2d -> ReLU -> MaxPool2d(2)         bn_relu_maxpool_{forward,backward}
 //   BatchNorm2d -> ReLU -> AdaptiveAvgPool2d(1) bn_relu_avgpool_{forward,backward}
 //
 // The same arithmetic as the three modules, in fewer passes over the (B,C,H,W) activation, which
@@ -9,30 +9,54 @@
 // weight * invstd > 0, decreasing where < 0, so those channels pool the minimum) and ReLU is
 // monotone, so pooling first picks the same element. Its backward writes the input gradient
 // in one pass: BatchNorm's gradient is a*dz + b + c*y per channel, with dz non-zero only at
-// the pooled elements. Statistics are summed in double, per thread, then combined.
+// the pooled elements. Statistics are summed in float within a sample, in double across samples.
+// bfloat16 tensors (bf16 autocast) are read and written as bfloat16 and computed in float, as the
+// modules do; parameters, statistics and their gradients are float32.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 namespace {
 
+using bf16 = c10::BFloat16;
+
+// float <-> storage type, written as plain integer arithmetic so the channel loops vectorise
+inline float to_f(float x) { return x; }
+inline float to_f(bf16 x) { return std::bit_cast<float>(static_cast<uint32_t>(x.x) << 16); }
+template <class T> inline T from_f(float f);
+template <> inline float from_f<float>(float f) { return f; }
+template <> inline bf16 from_f<bf16>(float f) {  // round to nearest even; NaN stays NaN
+  const uint32_t u = std::bit_cast<uint32_t>(f);
+  const uint32_t r = f != f ? 0x7FC00000u : u + 0x7FFFu + ((u >> 16) & 1u);
+  return bf16(static_cast<uint16_t>(r >> 16), bf16::from_bits());
+}
+
 void check(const at::Tensor& t, const char* what) {
-  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat, what, " must be a float32 CPU tensor");
+  TORCH_CHECK(t.device().is_cpu() && (t.scalar_type() == at::kFloat || t.scalar_type() == at::kBFloat16), what,
+              " must be a float32 or bfloat16 CPU tensor");
   TORCH_CHECK(t.dim() == 4 && t.is_contiguous(at::MemoryFormat::ChannelsLast), what,
               " must be 4-d and channels_last");
 }
 
-// Per-channel mean and biased variance of a channels_last (B,C,H,W) tensor: B*H*W rows of C
-// values. Each sample's rows are summed in float (vectorised over channels), samples in double.
+template <class F>
+void dispatch(const at::Tensor& y, F&& f) {
+  if (y.scalar_type() == at::kBFloat16) f(bf16{});
+  else f(float{});
+}
+
+// Per-channel mean and biased variance of a channels_last (B,C,H,W) tensor: B*H*W rows of C values.
+template <class T>
 std::pair<at::Tensor, at::Tensor> channel_stats(const at::Tensor& y) {
   const int64_t B = y.size(0), C = y.size(1), HW = y.size(2) * y.size(3);
-  const float* y_ = y.data_ptr<float>();
+  const T* y_ = y.data_ptr<T>();
   const int nt = at::get_num_threads();
   std::vector<double> sum(nt * C, 0.0), sq(nt * C, 0.0);
   at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
-    const float* __restrict__ p = y_;
+    const T* __restrict__ p = y_;  // local restrict pointers: the compiler then vectorises the channel loops
     double* __restrict__ s = sum.data() + at::get_thread_num() * C;
     double* __restrict__ q = sq.data() + at::get_thread_num() * C;
     std::vector<float> fs(C), fq(C);
@@ -42,17 +66,19 @@ std::pair<at::Tensor, at::Tensor> channel_stats(const at::Tensor& y) {
       float* __restrict__ s1 = fs.data();
       float* __restrict__ q1 = fq.data();
       for (int64_t i = 0; i < HW; ++i) {
-        const float* __restrict__ row = p + (b * HW + i) * C;
+        const T* __restrict__ row = p + (b * HW + i) * C;
         for (int64_t c = 0; c < C; ++c) {
-          s1[c] += row[c];
-          q1[c] += row[c] * row[c];
+          const float v = to_f(row[c]);
+          s1[c] += v;
+          q1[c] += v * v;
         }
       }
       for (int64_t c = 0; c < C; ++c) { s[c] += s1[c]; q[c] += q1[c]; }
     }
   });
   const int64_t rows = B * HW;
-  auto mean = at::empty({C}, y.options()), var = at::empty({C}, y.options());
+  auto opts = y.options().dtype(at::kFloat);
+  auto mean = at::empty({C}, opts), var = at::empty({C}, opts);
   float *m = mean.data_ptr<float>(), *v = var.data_ptr<float>();
   for (int64_t c = 0; c < C; ++c) {
     double s = 0, q = 0;
@@ -67,49 +93,49 @@ std::pair<at::Tensor, at::Tensor> channel_stats(const at::Tensor& y) {
 // One 2x2 window, every channel: the element that BatchNorm maps highest (the largest y, or the
 // smallest where scale < 0; the first of equal ones and NaN wins, as MaxPool2d), its y, its
 // position and relu(scale * y + shift).
-inline void pool_window(const float* __restrict__ q0, const float* __restrict__ q1, const float* __restrict__ q2,
-                        const float* __restrict__ q3, const float* __restrict__ sg, const float* __restrict__ sc,
-                        const float* __restrict__ sh, float* __restrict__ pm, float* __restrict__ pz,
+template <class T>
+inline void pool_window(const T* __restrict__ q0, const T* __restrict__ q1, const T* __restrict__ q2,
+                        const T* __restrict__ q3, const float* __restrict__ sg, const float* __restrict__ sc,
+                        const float* __restrict__ sh, T* __restrict__ pm, T* __restrict__ pz,
                         int32_t* __restrict__ pa, int64_t C) {
   for (int64_t c = 0; c < C; ++c) {
     const float s = sg[c];
-    float best = s * q0[c], v;
+    float best = s * to_f(q0[c]), v;
     int32_t k = 0;
     bool up;
-    v = s * q1[c]; up = v > best || v != v; k = up ? 1 : k; best = up ? v : best;
-    v = s * q2[c]; up = v > best || v != v; k = up ? 2 : k; best = up ? v : best;
-    v = s * q3[c]; up = v > best || v != v; k = up ? 3 : k; best = up ? v : best;
+    v = s * to_f(q1[c]); up = v > best || v != v; k = up ? 1 : k; best = up ? v : best;
+    v = s * to_f(q2[c]); up = v > best || v != v; k = up ? 2 : k; best = up ? v : best;
+    v = s * to_f(q3[c]); up = v > best || v != v; k = up ? 3 : k; best = up ? v : best;
     const float yv = s * best;
-    pm[c] = yv;
+    pm[c] = from_f<T>(yv);
     pa[c] = k;
-    pz[c] = std::max(yv * sc[c] + sh[c], 0.f);
+    pz[c] = from_f<T>(std::max(yv * sc[c] + sh[c], 0.f));
   }
 }
 
 // Sums over one sample's rows of dz = g where relu(scale * y + shift) > 0, and of dz * yhat.
-inline void avgpool_grad_sums(const float* __restrict__ p, int64_t HW, const float* __restrict__ g,
+template <class T>
+inline void avgpool_grad_sums(const T* __restrict__ p, int64_t HW, const float* __restrict__ g,
                               const float* __restrict__ sc, const float* __restrict__ sh, const float* __restrict__ mean,
                               const float* __restrict__ invstd, float* __restrict__ x1, float* __restrict__ x2,
                               int64_t C) {
   for (int64_t i = 0; i < HW; ++i) {
-    const float* __restrict__ row = p + i * C;
+    const T* __restrict__ row = p + i * C;
     for (int64_t c = 0; c < C; ++c) {
-      const float dz = row[c] * sc[c] + sh[c] > 0.f ? g[c] : 0.f;
+      const float y = to_f(row[c]);
+      const float dz = y * sc[c] + sh[c] > 0.f ? g[c] : 0.f;
       x1[c] += dz;
-      x2[c] += dz * ((row[c] - mean[c]) * invstd[c]);
+      x2[c] += dz * ((y - mean[c]) * invstd[c]);
     }
   }
 }
 
-}  // namespace
-
-// -> (z, y at the pooled element, which of the 2x2 elements (0..3), mean, biased var)
-std::vector<at::Tensor> bn_relu_maxpool_forward(const at::Tensor& y, const at::Tensor& weight,
-                                                const at::Tensor& bias, double eps) {
-  check(y, "input");
+template <class T>
+std::vector<at::Tensor> maxpool_forward(const at::Tensor& y, const at::Tensor& weight, const at::Tensor& bias,
+                                        double eps) {
   const int64_t B = y.size(0), C = y.size(1), H = y.size(2), W = y.size(3), Ho = H / 2, Wo = W / 2;
-  TORCH_CHECK(H % 2 == 0 && W % 2 == 0, "height and width must be even");
-  auto [mean, var] = channel_stats(y);
+  at::Tensor mean, var;
+  std::tie(mean, var) = channel_stats<T>(y);
   auto scale = (weight * at::rsqrt(var + eps)).contiguous();
   auto shift = (bias - mean * scale).contiguous();
   auto sign = at::where(scale < 0, -1.0, 1.0).to(at::kFloat).contiguous();
@@ -117,66 +143,59 @@ std::vector<at::Tensor> bn_relu_maxpool_forward(const at::Tensor& y, const at::T
   auto z = at::empty({B, C, Ho, Wo}, y.options().memory_format(cl));
   auto ym = at::empty({B, C, Ho, Wo}, y.options().memory_format(cl));
   auto arg = at::empty({B, C, Ho, Wo}, y.options().dtype(at::kInt).memory_format(cl));
-  const float *y_ = y.data_ptr<float>(), *sc_ = scale.data_ptr<float>(), *sh_ = shift.data_ptr<float>(),
-              *sg_ = sign.data_ptr<float>();
-  float *z_ = z.data_ptr<float>(), *ym_ = ym.data_ptr<float>();
+  const T* y_ = y.data_ptr<T>();
+  const float *sc_ = scale.data_ptr<float>(), *sh_ = shift.data_ptr<float>(), *sg_ = sign.data_ptr<float>();
+  T *z_ = z.data_ptr<T>(), *ym_ = ym.data_ptr<T>();
   int32_t* arg_ = arg.data_ptr<int32_t>();
   at::parallel_for(0, B * Ho, 1, [&](int64_t lo, int64_t hi) {
-    // local restrict pointers: the compiler then vectorises the channel loops
-    const float *__restrict__ p = y_, *__restrict__ sc = sc_, *__restrict__ sh = sh_, *__restrict__ sg = sg_;
-    float *__restrict__ pz = z_, *__restrict__ pm = ym_;
-    int32_t* __restrict__ pa = arg_;
     for (int64_t r = lo; r < hi; ++r) {
       const int64_t b = r / Ho, oh = r % Ho;
       for (int64_t ow = 0; ow < Wo; ++ow) {
-        const float *__restrict__ q0 = p + ((b * H + 2 * oh) * W + 2 * ow) * C, *__restrict__ q1 = q0 + C,
-                    *__restrict__ q2 = q0 + W * C, *__restrict__ q3 = q2 + C;
+        const T* q0 = y_ + ((b * H + 2 * oh) * W + 2 * ow) * C;
         const int64_t o = (r * Wo + ow) * C;
-        pool_window(q0, q1, q2, q3, sg, sc, sh, pm + o, pz + o, pa + o, C);
+        pool_window<T>(q0, q0 + C, q0 + W * C, q0 + W * C + C, sg_, sc_, sh_, ym_ + o, z_ + o, arg_ + o, C);
       }
     }
   });
   return {z, ym, arg, mean, var};
 }
 
-// -> (dL/dy, dL/dweight, dL/dbias)
-std::vector<at::Tensor> bn_relu_maxpool_backward(const at::Tensor& dz_in, const at::Tensor& z, const at::Tensor& ym,
-                                                 const at::Tensor& arg, const at::Tensor& y, const at::Tensor& mean,
-                                                 const at::Tensor& var, const at::Tensor& weight, double eps) {
-  check(y, "input");
-  auto dz = dz_in.contiguous(at::MemoryFormat::ChannelsLast);
+template <class T>
+std::vector<at::Tensor> maxpool_backward(const at::Tensor& dz_in, const at::Tensor& z, const at::Tensor& ym,
+                                         const at::Tensor& arg, const at::Tensor& y, const at::Tensor& mean,
+                                         const at::Tensor& var, const at::Tensor& weight, double eps) {
   const int64_t B = y.size(0), C = y.size(1), H = y.size(2), W = y.size(3), Ho = H / 2, Wo = W / 2;
   const int64_t n = B * H * W;
   auto invstd = at::rsqrt(var + eps);
+  auto v = [C](const at::Tensor& t) { return t.view({1, C, 1, 1}); };
   // g = dz where z > 0: the gradient reaching BatchNorm's output at the pooled elements (zero elsewhere)
-  auto g = dz * (z > 0);
-  auto dbias = g.sum({0, 2, 3});
-  auto dweight = (g * (ym - mean.view({1, C, 1, 1})) * invstd.view({1, C, 1, 1})).sum({0, 2, 3});
+  const at::Tensor g = dz_in.to(at::kFloat) * (z > 0);
+  const at::Tensor dbias = g.sum({0, 2, 3});
+  const at::Tensor dweight = (g * (ym.to(at::kFloat) - v(mean)) * v(invstd)).sum({0, 2, 3});
   // dL/dy = a*g (pooled elements only) + b + c*y, per channel
-  auto a = (weight * invstd).contiguous();
-  auto cc = (-a * invstd * dweight / n).contiguous();
-  auto bb = (-a * dbias / n - cc * mean).contiguous();
-  auto ag = (g * a.view({1, C, 1, 1})).contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor a = weight * invstd;
+  const at::Tensor cc = (-a * invstd * dweight / n).contiguous();
+  const at::Tensor bb = (-a * dbias / n - cc * mean).contiguous();
+  const at::Tensor ag = (g * v(a)).contiguous(at::MemoryFormat::ChannelsLast);
   auto dy = at::empty_like(y, y.options().memory_format(at::MemoryFormat::ChannelsLast));
-  const float *y_ = y.data_ptr<float>(), *cc_ = cc.data_ptr<float>(), *bb_ = bb.data_ptr<float>(),
-              *ag_ = ag.data_ptr<float>();
+  const T* y_ = y.data_ptr<T>();
+  const float *cc_ = cc.data_ptr<float>(), *bb_ = bb.data_ptr<float>(), *ag_ = ag.data_ptr<float>();
   const int32_t* arg_ = arg.data_ptr<int32_t>();
-  float* dy_ = dy.data_ptr<float>();
+  T* dy_ = dy.data_ptr<T>();
   at::parallel_for(0, B * Ho, 1, [&](int64_t lo, int64_t hi) {
-    const float *__restrict__ p = y_, *__restrict__ pc = cc_, *__restrict__ pb = bb_, *__restrict__ pg = ag_;
-    const int32_t* __restrict__ pa = arg_;
-    float* __restrict__ d = dy_;
+    const float *__restrict__ pc = cc_, *__restrict__ pb = bb_;
     for (int64_t r = lo; r < hi; ++r) {
       const int64_t b = r / Ho, oh = r % Ho;
       for (int64_t ow = 0; ow < Wo; ++ow) {
         const int64_t base = ((b * H + 2 * oh) * W + 2 * ow) * C, o = (r * Wo + ow) * C;
         const int64_t off[4] = {base, base + C, base + W * C, base + W * C + C};
+        const float* __restrict__ gj = ag_ + o;
+        const int32_t* __restrict__ kj = arg_ + o;
         for (int32_t j = 0; j < 4; ++j) {
-          const float* __restrict__ yj = p + off[j];
-          const float* __restrict__ gj = pg + o;
-          const int32_t* __restrict__ kj = pa + o;
-          float* __restrict__ dj = d + off[j];
-          for (int64_t c = 0; c < C; ++c) dj[c] = yj[c] * pc[c] + pb[c] + (kj[c] == j ? gj[c] : 0.f);
+          const T* __restrict__ yj = y_ + off[j];
+          T* __restrict__ dj = dy_ + off[j];
+          for (int64_t c = 0; c < C; ++c)
+            dj[c] = from_f<T>(to_f(yj[c]) * pc[c] + pb[c] + (kj[c] == j ? gj[c] : 0.f));
         }
       }
     }
@@ -184,66 +203,63 @@ std::vector<at::Tensor> bn_relu_maxpool_backward(const at::Tensor& dz_in, const 
   return {dy, dweight, dbias};
 }
 
-// -> (pooled (B,C,1,1), mean, biased var)
-std::vector<at::Tensor> bn_relu_avgpool_forward(const at::Tensor& y, const at::Tensor& weight,
-                                                const at::Tensor& bias, double eps) {
-  check(y, "input");
+template <class T>
+std::vector<at::Tensor> avgpool_forward(const at::Tensor& y, const at::Tensor& weight, const at::Tensor& bias,
+                                        double eps) {
   const int64_t B = y.size(0), C = y.size(1), HW = y.size(2) * y.size(3);
-  auto [mean, var] = channel_stats(y);
+  at::Tensor mean, var;
+  std::tie(mean, var) = channel_stats<T>(y);
   auto scale = (weight * at::rsqrt(var + eps)).contiguous();
   auto shift = (bias - mean * scale).contiguous();
   auto out = at::empty({B, C, 1, 1}, y.options());
-  const float *y_ = y.data_ptr<float>(), *sc_ = scale.data_ptr<float>(), *sh_ = shift.data_ptr<float>();
-  float* out_ = out.data_ptr<float>();
+  const T* y_ = y.data_ptr<T>();
+  const float *sc_ = scale.data_ptr<float>(), *sh_ = shift.data_ptr<float>();
+  T* out_ = out.data_ptr<T>();
   at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
-    const float *__restrict__ p = y_, *__restrict__ sc = sc_, *__restrict__ sh = sh_;
-    float* __restrict__ po = out_;
-    std::vector<float> acc(C);
+    const T* __restrict__ p = y_;
+    const float *__restrict__ sc = sc_, *__restrict__ sh = sh_;
+    std::vector<float> buf(C);
+    float* __restrict__ acc = buf.data();
     for (int64_t b = lo; b < hi; ++b) {
-      std::fill(acc.begin(), acc.end(), 0.f);
+      std::fill(buf.begin(), buf.end(), 0.f);
       for (int64_t i = 0; i < HW; ++i) {
-        const float* row = p + (b * HW + i) * C;
-        for (int64_t c = 0; c < C; ++c) acc[c] += std::max(row[c] * sc[c] + sh[c], 0.f);
+        const T* __restrict__ row = p + (b * HW + i) * C;
+        for (int64_t c = 0; c < C; ++c) acc[c] += std::max(to_f(row[c]) * sc[c] + sh[c], 0.f);
       }
-      for (int64_t c = 0; c < C; ++c) po[b * C + c] = acc[c] / HW;
+      for (int64_t c = 0; c < C; ++c) out_[b * C + c] = from_f<T>(acc[c] / HW);
     }
   });
   return {out, mean, var};
 }
 
-// -> (dL/dy, dL/dweight, dL/dbias)
-std::vector<at::Tensor> bn_relu_avgpool_backward(const at::Tensor& dout_in, const at::Tensor& y, const at::Tensor& mean,
-                                                 const at::Tensor& var, const at::Tensor& weight,
-                                                 const at::Tensor& bias, double eps) {
-  check(y, "input");
-  auto dout = dout_in.contiguous();
+template <class T>
+std::vector<at::Tensor> avgpool_backward(const at::Tensor& dout, const at::Tensor& y, const at::Tensor& mean,
+                                         const at::Tensor& var, const at::Tensor& weight, const at::Tensor& bias,
+                                         double eps) {
   const int64_t B = y.size(0), C = y.size(1), HW = y.size(2) * y.size(3), n = B * HW;
   auto invstd = at::rsqrt(var + eps);
   auto scale = (weight * invstd).contiguous();
   auto shift = (bias - mean * scale).contiguous();
-  const float *y_ = y.data_ptr<float>(), *sc_ = scale.data_ptr<float>(), *sh_ = shift.data_ptr<float>();
-  const float *mean_ = mean.data_ptr<float>(), *invstd_ = invstd.data_ptr<float>();
   // dz = dout/HW where BatchNorm's output is > 0; sums of dz and dz*yhat per channel
-  auto gd = (dout.view({B, C}) / static_cast<double>(HW)).contiguous();
-  const float* gd_ = gd.data_ptr<float>();
+  auto gd = (dout.to(at::kFloat).reshape({B, C}) / static_cast<double>(HW)).contiguous();
+  const T* y_ = y.data_ptr<T>();
+  const float *sc_ = scale.data_ptr<float>(), *sh_ = shift.data_ptr<float>(), *gd_ = gd.data_ptr<float>();
+  const float *mean_ = mean.data_ptr<float>(), *invstd_ = invstd.data_ptr<float>();
   const int nt = at::get_num_threads();
   std::vector<double> s1(nt * C, 0.0), s2(nt * C, 0.0);
   at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
-    const float *__restrict__ p = y_, *__restrict__ sc = sc_, *__restrict__ sh = sh_, *__restrict__ pd = gd_,
-                *__restrict__ pm = mean_, *__restrict__ pi = invstd_;
     double* __restrict__ a1 = s1.data() + at::get_thread_num() * C;
     double* __restrict__ a2 = s2.data() + at::get_thread_num() * C;
     std::vector<float> f1(C), f2(C);
     for (int64_t b = lo; b < hi; ++b) {
       std::fill(f1.begin(), f1.end(), 0.f);
       std::fill(f2.begin(), f2.end(), 0.f);
-      float* __restrict__ x1 = f1.data();
-      float* __restrict__ x2 = f2.data();
-      avgpool_grad_sums(p + b * HW * C, HW, pd + b * C, sc, sh, pm, pi, x1, x2, C);
-      for (int64_t c = 0; c < C; ++c) { a1[c] += x1[c]; a2[c] += x2[c]; }
+      avgpool_grad_sums<T>(y_ + b * HW * C, HW, gd_ + b * C, sc_, sh_, mean_, invstd_, f1.data(), f2.data(), C);
+      for (int64_t c = 0; c < C; ++c) { a1[c] += f1[c]; a2[c] += f2[c]; }
     }
   });
-  auto dbias = at::empty({C}, y.options()), dweight = at::empty({C}, y.options());
+  auto opts = y.options().dtype(at::kFloat);
+  auto dbias = at::empty({C}, opts), dweight = at::empty({C}, opts);
   float *db = dbias.data_ptr<float>(), *dw = dweight.data_ptr<float>();
   for (int64_t c = 0; c < C; ++c) {
     double x1 = 0, x2 = 0;
@@ -256,21 +272,66 @@ std::vector<at::Tensor> bn_relu_avgpool_backward(const at::Tensor& dout_in, cons
   auto bb = (-a * dbias / n - cc * mean).contiguous();
   const float *a_ = a.data_ptr<float>(), *cc_ = cc.data_ptr<float>(), *bb_ = bb.data_ptr<float>();
   auto dy = at::empty_like(y, y.options().memory_format(at::MemoryFormat::ChannelsLast));
-  float* dy_ = dy.data_ptr<float>();
+  T* dy_ = dy.data_ptr<T>();
   at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
-    const float *__restrict__ p = y_, *__restrict__ sc = sc_, *__restrict__ sh = sh_, *__restrict__ pd = gd_,
-                *__restrict__ pa = a_, *__restrict__ pc = cc_, *__restrict__ pb = bb_;
-    float* __restrict__ d = dy_;
-    for (int64_t b = lo; b < hi; ++b)
+    const T* __restrict__ p = y_;
+    const float *__restrict__ sc = sc_, *__restrict__ sh = sh_, *__restrict__ pa = a_, *__restrict__ pc = cc_,
+                *__restrict__ pb = bb_;
+    T* __restrict__ d = dy_;
+    for (int64_t b = lo; b < hi; ++b) {
+      const float* __restrict__ g = gd_ + b * C;
       for (int64_t i = 0; i < HW; ++i) {
         const int64_t o = (b * HW + i) * C;
         for (int64_t c = 0; c < C; ++c) {
-          const float dz = p[o + c] * sc[c] + sh[c] > 0.f ? pd[b * C + c] : 0.f;
-          d[o + c] = pa[c] * dz + p[o + c] * pc[c] + pb[c];
+          const float yv = to_f(p[o + c]);
+          const float dz = yv * sc[c] + sh[c] > 0.f ? g[c] : 0.f;
+          d[o + c] = from_f<T>(pa[c] * dz + yv * pc[c] + pb[c]);
         }
       }
+    }
   });
   return {dy, dweight, dbias};
+}
+
+}  // namespace
+
+// -> (z, y at the pooled element, which of the 2x2 elements (0..3), mean, biased var)
+std::vector<at::Tensor> bn_relu_maxpool_forward(const at::Tensor& y, const at::Tensor& weight,
+                                                const at::Tensor& bias, double eps) {
+  check(y, "input");
+  TORCH_CHECK(y.size(2) % 2 == 0 && y.size(3) % 2 == 0, "height and width must be even");
+  std::vector<at::Tensor> out;
+  dispatch(y, [&](auto t) { out = maxpool_forward<decltype(t)>(y, weight, bias, eps); });
+  return out;
+}
+
+// -> (dL/dy, dL/dweight, dL/dbias)
+std::vector<at::Tensor> bn_relu_maxpool_backward(const at::Tensor& dz, const at::Tensor& z, const at::Tensor& ym,
+                                                 const at::Tensor& arg, const at::Tensor& y, const at::Tensor& mean,
+                                                 const at::Tensor& var, const at::Tensor& weight, double eps) {
+  check(y, "input");
+  std::vector<at::Tensor> out;
+  dispatch(y, [&](auto t) { out = maxpool_backward<decltype(t)>(dz, z, ym, arg, y, mean, var, weight, eps); });
+  return out;
+}
+
+// -> (pooled (B,C,1,1), mean, biased var)
+std::vector<at::Tensor> bn_relu_avgpool_forward(const at::Tensor& y, const at::Tensor& weight,
+                                                const at::Tensor& bias, double eps) {
+  check(y, "input");
+  std::vector<at::Tensor> out;
+  dispatch(y, [&](auto t) { out = avgpool_forward<decltype(t)>(y, weight, bias, eps); });
+  return out;
+}
+
+// -> (dL/dy, dL/dweight, dL/dbias)
+std::vector<at::Tensor> bn_relu_avgpool_backward(const at::Tensor& dout, const at::Tensor& y, const at::Tensor& mean,
+                                                 const at::Tensor& var, const at::Tensor& weight,
+                                                 const at::Tensor& bias, double eps) {
+  check(y, "input");
+  std::vector<at::Tensor> out;
+  dispatch(y, [&](auto t) { out = avgpool_backward<decltype(t)>(dout, y, mean, var, weight, bias, eps); });
+  return out;
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
