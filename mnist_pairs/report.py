@@ -163,7 +163,7 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
         "bench_more": [_json(p) for p in sorted((reports_dir / "benchmarks").glob("bench_epoch_*.json"))
                        if p.name != "bench_epoch_avx2.json"],
         "cpu_targets": cpu_targets(bench_jsons(reports_dir)),
-        "cpu_target": (CPU_TARGET_SPEEDUP, CPU_TARGET_S), "fused_check": fused_check(groups),
+        "cpu_target": (CPU_TARGET_SPEEDUP, CPU_TARGET_S), "fused_checks": fused_checks(groups),
         "infer": _json(reports_dir / "benchmarks" / "bench_infer.json"),
         "study": _json(reports_dir / "study.json"),
         "calibration": _json(reports_dir / "calibration.json"),
@@ -202,18 +202,19 @@ def cpu_targets(benches: list[dict | None]) -> list[dict]:
     return rows
 
 
-FUSED, FUSED_BASE = "fused_fp32__validation", "ablate_fp32__validation"  # params/fused_fp32.yaml vs ablate_fp32.yaml
+# the fused blocks' accuracy checks: group with fused_blocks -> the same configuration without
+FUSED = {"fused_fp32__validation": "ablate_fp32__validation", "fused_bf16__validation": "seed_siamese__validation"}
 
 
-def fused_check(groups: dict) -> dict | None:
-    """The fused blocks' accuracy: fp32 with fused blocks against fp32 without, paired by seed,
-    with the CPUs each group's runs had (a different CPU rounds differently, as fusing does)."""
-    g, base = groups.get(FUSED), groups.get(FUSED_BASE)
-    if g is None or base is None:
-        return None
-    cpus = lambda grp: sorted({r["cpu"] for r in grp["runs"]})
-    return {"group": g, "base": base, "delta": {k: paired(g, base, k) for k in ("val_acc", "heldout_acc")},
-            "cpus": cpus(g), "base_cpus": cpus(base)}
+def fused_checks(groups: dict) -> list[dict]:
+    """Each fused group against its unfused configuration, paired by seed, with the CPUs and
+    precision of each group's runs (a different CPU rounds differently, as fusing does)."""
+    facts = lambda grp, key: sorted({str(r[key]) for r in grp["runs"]})
+    return [{"group": groups[g], "base": groups[b], "params": g.split("__")[0], "base_params": b.split("__")[0],
+             "delta": {k: paired(groups[g], groups[b], k) for k in ("val_acc", "heldout_acc")},
+             "cpus": facts(groups[g], "cpu"), "base_cpus": facts(groups[b], "cpu"),
+             "precision": facts(groups[g], "precision")}
+            for g, b in FUSED.items() if g in groups and b in groups]
 
 
 TARGET_HELDOUT = 0.993  # issue 9: held-out pair accuracy of an improved model (<= 200 k parameters)
