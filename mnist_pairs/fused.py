@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -41,6 +42,11 @@ def kernels():
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     from torch.utils import cpp_extension
 
+    # torch runs `ninja` from PATH: put this environment's (the ninja package) first, so it is
+    # found when the venv is not activated
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
     # AVX2 + FMA at most, so the kernel is the same on both kinds of the project's CPUs
     isa = ["-mavx2", "-mfma"] if {"avx2", "fma"} <= cpu_flags() else []
     try:
