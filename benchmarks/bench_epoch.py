@@ -15,13 +15,13 @@ pairs). One process, same model, pairs and seed for every pipeline, timed altern
     augmentation, channels_last, test images embedded once) at the precision `fit` resolves
     here ("auto": bf16 on CPUs with native bf16, fp16 on CUDA, else fp32);
 (c) the same at precision fp32;
-(e) (b) with `fused_blocks: true` (fused.py: BatchNorm -> ReLU -> pool as one C++ kernel each;
-    CPU only): the same arithmetic, the fastest seed-faithful setting;
 (d) shared encoding (`pairing: shared`, the precision of (b)): an epoch is one pass over the
     training images, each encoded once, with every same-digit pair of a batch and as many
     different ones (~125,000 pairs from 5,000 encodings); always timed whole, never scaled.
     It is a different epoch: whether it reaches the same accuracy is the ablation's question
-    (report §5), not this benchmark's.
+    (report §5), not this benchmark's;
+(e) (b) with `fused_blocks: true` (fused.py: BatchNorm -> ReLU -> pool as one C++ kernel each;
+    CPU only): the same arithmetic, the fastest seed-faithful setting.
 Also the compute floor: forward + backward + step alone on one fixed batch, and its FLOP rate.
 Writes data only: the last line printed is one JSON object; `--out FILE` also writes it.
 """

@@ -9,7 +9,7 @@
 
 Both take two batches (B,1,28,28) and return logits (B,). With `fused=True` a training-mode
 pass runs each BatchNorm -> ReLU -> pool of the convolutional stack as one C++ kernel (fused.py;
-CPU, float32): the same parameters and gradients, less memory traffic. The Siamese net can also embed
+CPU, fp32 or bf16 autocast): the same parameters and gradients, less memory traffic. The Siamese net can also embed
 images once (`embed`) and compare embeddings (`compare_embeddings`): the cheap way to
 score one image against a gallery.
 """

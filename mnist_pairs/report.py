@@ -202,8 +202,10 @@ def cpu_targets(benches: list[dict | None]) -> list[dict]:
     return rows
 
 
-# the fused blocks' accuracy checks: group with fused_blocks -> the same configuration without
-FUSED = {"fused_fp32__validation": "ablate_fp32__validation", "fused_bf16__validation": "seed_siamese__validation"}
+# the fused blocks' accuracy checks: (group with fused_blocks, the same configuration without): the
+# control run on the same machine, and the project's earlier group of that configuration
+FUSED = [("fused_fp32__validation", "fused_fp32_control__validation"), ("fused_fp32__validation", "ablate_fp32__validation"),
+         ("fused_bf16__validation", "fused_bf16_control__validation"), ("fused_bf16__validation", "seed_siamese__validation")]
 
 
 def fused_checks(groups: dict) -> list[dict]:
@@ -214,7 +216,7 @@ def fused_checks(groups: dict) -> list[dict]:
              "delta": {k: paired(groups[g], groups[b], k) for k in ("val_acc", "heldout_acc")},
              "cpus": facts(groups[g], "cpu"), "base_cpus": facts(groups[b], "cpu"),
              "precision": facts(groups[g], "precision")}
-            for g, b in FUSED.items() if g in groups and b in groups]
+            for g, b in FUSED if g in groups and b in groups]
 
 
 TARGET_HELDOUT = 0.993  # issue 9: held-out pair accuracy of an improved model (<= 200 k parameters)
