@@ -5,7 +5,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: study test sweep sweep-beyond sweep-ablation sweep-levers summary lab data notebooks bench tensorboard clean-venv
+.PHONY: study test sweep sweep-beyond sweep-ablation sweep-levers sweep-fused summary lab data notebooks bench tensorboard clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -60,6 +60,12 @@ sweep-ablation: $(STAMP)
 sweep-levers: $(STAMP)
 	for p in $(LEVERS7); do $(BIN)/python -m mnist_pairs sweep --params params/$$p.yaml --protocol validation --seeds 0-2 || exit 1; done
 	for p in $(LEVERS8); do $(BIN)/python -m mnist_pairs sweep --params params/$$p.yaml --protocol validation --seeds 0-4 || exit 1; done
+	$(BIN)/python -m mnist_pairs summarize
+
+# Report section 12 (issue 11): the fused blocks' accuracy, each against its unfused control on this machine
+sweep-fused: $(STAMP)
+	for p in fused_fp32 fused_fp32_control fused_bf16 fused_bf16_control; do \
+		$(BIN)/python -m mnist_pairs sweep --params params/$$p.yaml --protocol validation --seeds 0-2 || exit 1; done
 	$(BIN)/python -m mnist_pairs summarize
 
 summary: $(STAMP)
