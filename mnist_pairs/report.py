@@ -133,7 +133,8 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
     sweep_envs = sorted({(r["cpu"], r["precision"], r["device"], r.get("gpu") or "") for g in seed_groups.values()
                          for r in g["runs"]})
     sweep_dates = sorted(r["finished"] for g in seed_groups.values() for r in g["runs"])
-    bench = _json(reports_dir / "benchmarks" / "bench_epoch.json")
+    benches = bench_jsons(reports_dir)
+    bench = benches[0]
     rel = lambda p: os.path.relpath(p, reports_dir)
     return {
         "seed": SEED, "seed_row": SEED_HISTORY[SEED["best_epoch"] - 1], "commit": short_commit(S["env"]["git_commit"]),
@@ -159,10 +160,7 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
         "repro": repro_check(S, val_siamese) if val_siamese else None,
         "aug": _json(reports_dir / "aug_selection.json"),
         "bench": bench, "levers": _json(reports_dir / "benchmarks" / "bench_levers.json"),
-        "bench_avx2": _json(reports_dir / "benchmarks" / "bench_epoch_avx2.json"),
-        "bench_more": [_json(p) for p in sorted((reports_dir / "benchmarks").glob("bench_epoch_*.json"))
-                       if p.name != "bench_epoch_avx2.json"],
-        "cpu_targets": cpu_targets(bench_jsons(reports_dir)),
+        "bench_avx2": benches[1], "bench_more": benches[2:], "cpu_targets": cpu_targets(benches),
         "cpu_target": (CPU_TARGET_SPEEDUP, CPU_TARGET_S), "fused_checks": fused_checks(groups),
         "infer": _json(reports_dir / "benchmarks" / "bench_infer.json"),
         "study": _json(reports_dir / "study.json"),
@@ -198,7 +196,8 @@ def cpu_targets(benches: list[dict | None]) -> list[dict]:
         s, setting = min(options)
         x = b["seed_style_s_per_epoch"] / s
         rows.append({"cpu": b["cpu"], "caps": " / ".join(b.get("isa_caps", {}).values()) or "无", "setting": setting,
-                     "s": s, "x": x, "met_x": x >= CPU_TARGET_SPEEDUP, "met_s": s <= CPU_TARGET_S, "quick": b.get("quick")})
+                     "s": s, "x": x, "met_x": x >= CPU_TARGET_SPEEDUP, "met_s": s <= CPU_TARGET_S, "quick": b.get("quick"),
+                     "fused_measured": len(options) > 1})
     return rows
 
 
@@ -290,9 +289,10 @@ def render(facts: dict) -> str:
 def readme_tables(reports_dir: Path = REPORTS_DIR) -> str:
     """The README's result tables, from the benchmark and summary JSON (data only)."""
     summary = _json(reports_dir / "summary.json") or {"groups": {}}
+    benches = bench_jsons(reports_dir)
     return _environment().get_template("readme_tables.md.j2").render(
-        bench=_json(reports_dir / "benchmarks" / "bench_epoch.json"), groups=summary["groups"],
-        cpu_targets=cpu_targets(bench_jsons(reports_dir)), cpu_target=(CPU_TARGET_SPEEDUP, CPU_TARGET_S)).strip()
+        bench=benches[0], groups=summary["groups"], cpu_targets=cpu_targets(benches),
+        cpu_target=(CPU_TARGET_SPEEDUP, CPU_TARGET_S)).strip()
 
 
 def update_readme(readme: Path = REPORTS_DIR.parent / "README.md", reports_dir: Path = REPORTS_DIR) -> Path:
