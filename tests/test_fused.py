@@ -67,9 +67,8 @@ def test_block_matches_modules_as_closely_as_the_modules_do(kernels, pool, dtype
     torch.testing.assert_close(bn.running_var.double(), bn_ref.running_var, rtol=0, atol=1e-6)
 
 
-def test_model_step_gradients_match_the_modules(kernels):
-    """A float32 training step of the whole Siamese net: fused and plain gradients both within
-    float32 rounding of the float64 modules' (conv biases before BatchNorm have a zero gradient)."""
+def _model_step_inputs():
+    """The Siamese net three times (modules, fused, modules in float64, same weights) and one batch."""
     torch.manual_seed(0)
     plain = build_model("siamese", dropout=False).to(memory_format=CL)
     fast = copy.deepcopy(plain)
@@ -77,6 +76,13 @@ def test_model_step_gradients_match_the_modules(kernels):
     ref = copy.deepcopy(plain).double()
     xa, xb = (torch.randn(64, 1, 28, 28).contiguous(memory_format=CL) for _ in range(2))
     y = (torch.rand(64) > 0.5).float()
+    return plain, fast, ref, xa, xb, y
+
+
+def test_model_step_gradients_match_the_modules(kernels):
+    """A float32 training step of the whole Siamese net: fused and plain gradients both within
+    float32 rounding of the float64 modules' (conv biases before BatchNorm have a zero gradient)."""
+    plain, fast, ref, xa, xb, y = _model_step_inputs()
     for m, dt in ((plain, torch.float32), (fast, torch.float32), (ref, torch.float64)):
         F.binary_cross_entropy_with_logits(m(xa.to(dt), xb.to(dt)), y.to(dt)).backward()
     for (name, p), q, r in zip(plain.named_parameters(), fast.parameters(), ref.parameters()):
@@ -112,13 +118,7 @@ def test_fused_blocks_refuse_what_they_cannot_run():
 def test_bf16_autocast_step_matches_the_modules(kernels):
     """Under bf16 autocast (the default on CPUs with native bf16) the fused step's loss and
     gradients stay as close to the float64 modules' as the bf16 modules' do."""
-    torch.manual_seed(0)
-    plain = build_model("siamese", dropout=False).to(memory_format=CL)
-    fast = copy.deepcopy(plain)
-    fast.fused = True
-    ref = copy.deepcopy(plain).double()
-    xa, xb = (torch.randn(64, 1, 28, 28).contiguous(memory_format=CL) for _ in range(2))
-    y = (torch.rand(64) > 0.5).float()
+    plain, fast, ref, xa, xb, y = _model_step_inputs()
     for m in (plain, fast):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             logits = m(xa, xb)

@@ -48,44 +48,56 @@ void dispatch(const at::Tensor& y, F&& f) {
   else f(float{});
 }
 
+// Two per-channel sums over a batch: `sample(b, x1, x2)` adds sample b's terms to zeroed float
+// arrays of C values; samples are added up in double per thread, then the threads in order.
+template <class F>
+std::pair<std::vector<double>, std::vector<double>> sample_sums(int64_t B, int64_t C, F&& sample) {
+  const int nt = at::get_num_threads();
+  std::vector<double> s1(nt * C, 0.0), s2(nt * C, 0.0);
+  at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
+    double* __restrict__ a1 = s1.data() + at::get_thread_num() * C;
+    double* __restrict__ a2 = s2.data() + at::get_thread_num() * C;
+    std::vector<float> f1(C), f2(C);
+    for (int64_t b = lo; b < hi; ++b) {
+      std::fill(f1.begin(), f1.end(), 0.f);
+      std::fill(f2.begin(), f2.end(), 0.f);
+      sample(b, f1.data(), f2.data());
+      for (int64_t c = 0; c < C; ++c) { a1[c] += f1[c]; a2[c] += f2[c]; }
+    }
+  });
+  std::vector<double> t1(C, 0.0), t2(C, 0.0);
+  for (int t = 0; t < nt; ++t)
+    for (int64_t c = 0; c < C; ++c) { t1[c] += s1[t * C + c]; t2[c] += s2[t * C + c]; }
+  return {t1, t2};
+}
+
+// One sample's sums of y and y*y per channel (HW rows of C values).
+template <class T>
+inline void moment_sums(const T* __restrict__ p, int64_t HW, float* __restrict__ s, float* __restrict__ q,
+                        int64_t C) {
+  for (int64_t i = 0; i < HW; ++i) {
+    const T* __restrict__ row = p + i * C;
+    for (int64_t c = 0; c < C; ++c) {
+      const float v = to_f(row[c]);
+      s[c] += v;
+      q[c] += v * v;
+    }
+  }
+}
+
 // Per-channel mean and biased variance of a channels_last (B,C,H,W) tensor: B*H*W rows of C values.
 template <class T>
 std::pair<at::Tensor, at::Tensor> channel_stats(const at::Tensor& y) {
-  const int64_t B = y.size(0), C = y.size(1), HW = y.size(2) * y.size(3);
+  const int64_t B = y.size(0), C = y.size(1), HW = y.size(2) * y.size(3), rows = B * HW;
   const T* y_ = y.data_ptr<T>();
-  const int nt = at::get_num_threads();
-  std::vector<double> sum(nt * C, 0.0), sq(nt * C, 0.0);
-  at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
-    const T* __restrict__ p = y_;  // local restrict pointers: the compiler then vectorises the channel loops
-    double* __restrict__ s = sum.data() + at::get_thread_num() * C;
-    double* __restrict__ q = sq.data() + at::get_thread_num() * C;
-    std::vector<float> fs(C), fq(C);
-    for (int64_t b = lo; b < hi; ++b) {
-      std::fill(fs.begin(), fs.end(), 0.f);
-      std::fill(fq.begin(), fq.end(), 0.f);
-      float* __restrict__ s1 = fs.data();
-      float* __restrict__ q1 = fq.data();
-      for (int64_t i = 0; i < HW; ++i) {
-        const T* __restrict__ row = p + (b * HW + i) * C;
-        for (int64_t c = 0; c < C; ++c) {
-          const float v = to_f(row[c]);
-          s1[c] += v;
-          q1[c] += v * v;
-        }
-      }
-      for (int64_t c = 0; c < C; ++c) { s[c] += s1[c]; q[c] += q1[c]; }
-    }
-  });
-  const int64_t rows = B * HW;
+  auto [sum, sq] = sample_sums(B, C, [&](int64_t b, float* s, float* q) { moment_sums<T>(y_ + b * HW * C, HW, s, q, C); });
   auto opts = y.options().dtype(at::kFloat);
   auto mean = at::empty({C}, opts), var = at::empty({C}, opts);
-  float *m = mean.data_ptr<float>(), *v = var.data_ptr<float>();
+  float *m = mean.template data_ptr<float>(), *v = var.template data_ptr<float>();
   for (int64_t c = 0; c < C; ++c) {
-    double s = 0, q = 0;
-    for (int t = 0; t < nt; ++t) { s += sum[t * C + c]; q += sq[t * C + c]; }
-    const double mu = s / rows;
+    const double mu = sum[c] / rows;
     m[c] = static_cast<float>(mu);
-    v[c] = static_cast<float>(std::max(q / rows - mu * mu, 0.0));
+    v[c] = static_cast<float>(std::max(sq[c] / rows - mu * mu, 0.0));
   }
   return {mean, var};
 }
@@ -245,27 +257,15 @@ std::vector<at::Tensor> avgpool_backward(const at::Tensor& dout, const at::Tenso
   const T* y_ = y.data_ptr<T>();
   const float *sc_ = scale.data_ptr<float>(), *sh_ = shift.data_ptr<float>(), *gd_ = gd.data_ptr<float>();
   const float *mean_ = mean.data_ptr<float>(), *invstd_ = invstd.data_ptr<float>();
-  const int nt = at::get_num_threads();
-  std::vector<double> s1(nt * C, 0.0), s2(nt * C, 0.0);
-  at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
-    double* __restrict__ a1 = s1.data() + at::get_thread_num() * C;
-    double* __restrict__ a2 = s2.data() + at::get_thread_num() * C;
-    std::vector<float> f1(C), f2(C);
-    for (int64_t b = lo; b < hi; ++b) {
-      std::fill(f1.begin(), f1.end(), 0.f);
-      std::fill(f2.begin(), f2.end(), 0.f);
-      avgpool_grad_sums<T>(y_ + b * HW * C, HW, gd_ + b * C, sc_, sh_, mean_, invstd_, f1.data(), f2.data(), C);
-      for (int64_t c = 0; c < C; ++c) { a1[c] += f1[c]; a2[c] += f2[c]; }
-    }
+  auto [s1, s2] = sample_sums(B, C, [&](int64_t b, float* x1, float* x2) {
+    avgpool_grad_sums<T>(y_ + b * HW * C, HW, gd_ + b * C, sc_, sh_, mean_, invstd_, x1, x2, C);
   });
   auto opts = y.options().dtype(at::kFloat);
   auto dbias = at::empty({C}, opts), dweight = at::empty({C}, opts);
   float *db = dbias.data_ptr<float>(), *dw = dweight.data_ptr<float>();
   for (int64_t c = 0; c < C; ++c) {
-    double x1 = 0, x2 = 0;
-    for (int t = 0; t < nt; ++t) { x1 += s1[t * C + c]; x2 += s2[t * C + c]; }
-    db[c] = static_cast<float>(x1);
-    dw[c] = static_cast<float>(x2);
+    db[c] = static_cast<float>(s1[c]);
+    dw[c] = static_cast<float>(s2[c]);
   }
   auto a = (weight * invstd).contiguous();
   auto cc = (-a * invstd * dweight / n).contiguous();
