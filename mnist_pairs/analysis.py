@@ -4,7 +4,8 @@ figures run the selected model's encoder, over held-out images).
     a = analyze(run)               # run: Run or folder
     a.metrics("test")              # loss/acc/auc of the selected model on the test pairs
     a.figures()                    # {name: Figure}: curves, confusion, ROC/PR, threshold, scores, errors,
-                                   # embeddings (PCA, t-SNE) and retrieval (Siamese runs)
+                                   # embeddings (PCA, t-SNE) and retrieval (models with an encoder)
+    a.figure("embeddings")         # one figure, or a one-line note when it does not apply to the model
     publish(a, "seed_siamese")     # reports/runs/seed_siamese/ + reports/figures/seed_siamese/
 """
 from __future__ import annotations
@@ -20,12 +21,26 @@ import torch
 from . import plots
 from .config import EMBEDDING_MODELS
 from .data import RunData, load_data
+from .errors import ConfigError
 from .metrics import confusion, curves, hardest_errors, pair_metrics, probability
 from .paths import REPORTS_DIR, atomic_write_bytes, resolve
 from .runs import Run, write_json
 from .seed_reference import SEED_HISTORY
 
 PUBLISHED_FILES = ("config.yaml", "history.json", "env.json", "results.json", "scores.npz", "best.pt")
+ENCODER_FIGURES = ("embeddings", "retrieval")  # drawn from the encoder's per-image embeddings
+
+
+@dataclass(frozen=True)
+class Note:
+    """A one-line remark shown where a figure does not apply (Markdown in a notebook)."""
+    text: str
+
+    def _repr_markdown_(self) -> str:
+        return f"*{self.text}*"
+
+    def __repr__(self) -> str:
+        return self.text
 
 
 @dataclass
@@ -33,6 +48,7 @@ class Analysis:
     run: Run
     data: RunData
     logits: dict[str, np.ndarray]        # scores.npz: "best_test", "final_heldout", …
+    n_embed: int = 2000                  # held-out images behind the embedding and retrieval figures
     _figures: dict | None = field(default=None, repr=False)
 
     @cached_property
@@ -65,6 +81,17 @@ class Analysis:
             self._figures = self._draw()
         return self._figures
 
+    def figure(self, name: str):
+        """The figure `name`, or a Note saying why this model has none (e.g. a concat model has
+        no encoder, so no embeddings); an unknown name is a KeyError listing the known ones."""
+        figs = self.figures()
+        if name in figs:
+            return figs[name]
+        if name in ENCODER_FIGURES:
+            return Note(f"本节不适用：{self.run.cfg.model} 模型没有单张图片的编码器（两张图一起输入），"
+                        "因此没有嵌入，也没有近邻检索。")
+        raise KeyError(f"no figure {name!r}; this analysis has {sorted(figs)}")
+
     def _draw(self) -> dict:
         test = self.data.sets["test"]
         images, prob = test.images.numpy(), torch.sigmoid(torch.from_numpy(self.logits["best_test"]))
@@ -83,9 +110,10 @@ class Analysis:
                                              title="测试样本对（标签与所选模型得分）"),
         } | (self._draw_embeddings() if self.run.cfg.model in EMBEDDING_MODELS else {})
 
-    def embeddings(self, name: str = "heldout", n: int = 2000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(embeddings, labels, images) of the first n images of a pair set, from the selected
-        model's encoder (Siamese runs only): the one place the analysis runs the model."""
+    def embeddings(self, name: str = "heldout", n: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(embeddings, labels, images) of the first n images of a pair set (default n_embed), from
+        the selected model's encoder (Siamese runs only): the one place the analysis runs the model."""
+        n = self.n_embed if n is None else n
         from .augment import normalize
         from .models import embed_images
 
@@ -115,14 +143,18 @@ class Analysis:
         return [plots.save_figure(fig, Path(folder) / f"{name}.png") for name, fig in self.figures().items()]
 
 
-def analyze(run: Run | str | os.PathLike, log=print) -> Analysis:
+def analyze(run: Run | str | os.PathLike, n_embed: int = 2000, log=print) -> Analysis:
+    """The run's saved scores and pair sets; n_embed held-out images go into the embedding figures."""
+    if n_embed < 10:
+        raise ConfigError(f"n_embed must be at least 10 (one query per digit), got {n_embed}")
     run = run if isinstance(run, Run) else Run.open(run)
-    return Analysis(run, load_data(run.cfg, log), run.scores())
+    return Analysis(run, load_data(run.cfg, log), run.scores(), n_embed)
 
 
-def publish(analysis: Analysis, name: str, reports_dir: Path = REPORTS_DIR) -> Path:
-    """Copy the run's files to reports/runs/<name>/ and its figures to reports/figures/<name>/,
-    every file atomically."""
+def publish(analysis: Analysis, name: str, reports_dir: str | os.PathLike | None = None) -> Path:
+    """Copy the run's files to <reports_dir>/runs/<name>/ and its figures to
+    <reports_dir>/figures/<name>/, every file atomically (reports_dir: "" or None -> reports/)."""
+    reports_dir = resolve(reports_dir) if reports_dir else REPORTS_DIR
     dest = reports_dir / "runs" / name
     for f in PUBLISHED_FILES:
         atomic_write_bytes(dest / f, (analysis.run.dir / f).read_bytes())

@@ -7,6 +7,7 @@
     python -m mnist_pairs sweep --params params/seed_siamese.yaml --protocol validation --seeds 0-4
     python -m mnist_pairs summarize                   # reports/summary.json from the sweeps
     python -m mnist_pairs study                       # notebooks 01→02→03, then the report
+    python -m mnist_pairs study --smoke               # the same with tiny settings, on a scratch copy of reports/
     python -m mnist_pairs export reports/runs/seed_siamese --onnx out/onnx
     python -m mnist_pairs compare a.png b.png [--onnx out/onnx] [--json]
     python -m mnist_pairs compare query.png --gallery photos/
@@ -21,7 +22,7 @@ import dataclasses
 import sys
 
 from .config import Config, load_config, parse_override
-from .errors import UserError
+from .errors import ConfigError, UserError
 
 
 def _defaults_table() -> str:
@@ -70,8 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--onnx", default=None, metavar="DIR", help="score with an ONNX export instead of a run")
     c.add_argument("--json", action="store_true", help="print one JSON object")
     s = sub.add_parser("study", help="the full study: notebooks 01→02→03 for both seed configs, then the report")
-    s.add_argument("--params", nargs="+", default=["params/seed_siamese.yaml", "params/seed_concat.yaml"])
+    s.add_argument("--params", nargs="+", default=None,
+                   help="params files to train and publish (default: params/seed_siamese.yaml params/seed_concat.yaml)")
     s.add_argument("--report-only", action="store_true", help="regenerate the report from published runs")
+    s.add_argument("--smoke", action="store_true",
+                   help="the same study with tiny settings on a scratch copy of reports/ (make study-smoke); "
+                        "reports/ is never written")
+    s.add_argument("--scratch", default=None, metavar="DIR", help="with --smoke: an empty folder (default: a new temporary one)")
     return p
 
 
@@ -167,8 +173,15 @@ def _run(args) -> int:
 
         return compare(args)
     if args.command == "study":
-        from .study import run_study
+        from .study import run_study, smoke
 
-        run_study(args.params, report_only=args.report_only)
+        if args.smoke:
+            if args.report_only:
+                raise ConfigError("--smoke and --report-only do not go together")
+            smoke(args.scratch, args.params)
+        elif args.scratch:
+            raise ConfigError("--scratch goes with --smoke only")
+        else:
+            run_study(args.params, report_only=args.report_only)
         return 0
     return 1

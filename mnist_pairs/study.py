@@ -1,57 +1,174 @@
-"""The full study, as the README's main command runs it (`make study`).
+"""The full study, as the README's main command runs it (`make study`), and its quick smoke.
 
 The data notebook once; then for each params file (seed_siamese, seed_concat) papermill runs
 02_train (the file's full configuration, training seed 42) and 03_analysis (publishing the run
-to reports/runs/<name>/ and its figures to reports/figures/<name>/). The executed notebooks are
-saved in reports/notebooks/. At the end the report is written once, from the published runs,
-the committed multi-seed summary (`make sweep`) and the benchmarks.
+to runs/<name>/ and its figures to figures/<name>/). The executed notebooks are saved in
+notebooks/. At the end the report is written once, from the published runs, the committed
+multi-seed summary (`make sweep`) and the benchmarks.
+
+Nothing is published piecemeal. The study works in a staging copy of reports/ (a sibling
+folder, `.reports.staging/`); only when every notebook has run and the report is written does
+it move the study's outputs into reports/. A study that dies before that leaves reports/ as it
+was; the next study discards the unfinished staging folder. A staging folder marked complete
+(the study died while moving, a matter of milliseconds) is finished by the next study first.
+
+`smoke()` (`make study-smoke`) is the same code path with tiny settings, on a scratch copy of
+reports/: every params file, 01 -> 02 -> 03 -> report, and reports/ itself is never written.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
+import shutil
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 
 from .config import load_config
+from .errors import UserError
 from .paths import PROJECT_ROOT, REPORTS_DIR, atomic_write_text
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
-PUBLISHED = {"siamese": "seed_siamese", "concat": "seed_concat"}  # model -> reports/runs/<name>
+STUDY_PARAMS = ["params/seed_siamese.yaml", "params/seed_concat.yaml"]
+COMPLETE = "STAGING_COMPLETE.json"  # written into the staging folder once everything in it is final
+# The smoke's settings: two short epochs (16 steps of 64 pairs) and small fixed pair sets. That
+# checks the code path, not accuracy: 02_train's learning check is switched off (min_test_acc 0).
+SMOKE = {"epochs": 2, "train_pairs": 512, "batch_size": 64, "test_pairs": 400, "val_pairs": 400, "heldout_pairs": 2000}
+SMOKE_TRAIN = {"min_test_acc": 0.0}
+SMOKE_ANALYSIS = {"embedded_images": 500}
 
 
 def execute(name: str, out: Path, parameters: dict) -> None:
     import papermill as pm
 
-    print(f"\n=== papermill {name} -> {out.relative_to(PROJECT_ROOT)}  {parameters}", flush=True)
+    print(f"\n=== papermill {name} -> {out}  {parameters}", flush=True)
     pm.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(out), parameters=parameters,
                         cwd=str(NOTEBOOKS), kernel_name="python3", log_output=True, progress_bar=False)
 
 
-def run_study(params_files: list[str], report_only: bool = False) -> Path:
+def staging_dir(reports_dir: Path) -> Path:
+    return reports_dir.with_name(f".{reports_dir.name}.staging")
+
+
+def outputs(params_files: list[str]) -> list[str]:
+    """What a study replaces under reports/, relative to it (folders are replaced whole)."""
+    names = [Path(pf).stem for pf in params_files]
+    return ["notebooks/01_data.ipynb",
+            *(f"notebooks/{nb}_{n}.ipynb" for n in names for nb in ("02_train", "03_analysis")),
+            *(f"{kind}/{n}" for n in names for kind in ("runs", "figures")),
+            "study.json", "report_zh.md"]
+
+
+def _move_into_place(stage: Path, reports_dir: Path) -> None:
+    """Move each output named in the staging folder's COMPLETE marker into reports_dir.
+    Idempotent: run again after an interruption, it finishes what is left."""
+    for rel in json.loads((stage / COMPLETE).read_text())["outputs"]:
+        src, dst = stage / rel, reports_dir / rel
+        old = dst.with_name(f".{dst.name}.old")
+        if src.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if src.is_dir():
+                if dst.exists():
+                    shutil.rmtree(old, ignore_errors=True)
+                    os.replace(dst, old)
+                os.replace(src, dst)
+            else:
+                os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(stage)
+
+
+def recover(reports_dir: Path = REPORTS_DIR) -> str | None:
+    """A staging folder left by an earlier study: finish it if it was complete, else discard it."""
+    stage = staging_dir(reports_dir)
+    if not stage.exists():
+        return None
+    if (stage / COMPLETE).is_file():
+        _move_into_place(stage, reports_dir)
+        return "finished moving a completed earlier study into place"
+    shutil.rmtree(stage)
+    return "discarded an unfinished earlier study (reports/ kept its previous state)"
+
+
+def run_study(params_files: list[str] | None = None, report_only: bool = False, reports_dir: Path = REPORTS_DIR,
+              overrides: dict | None = None, out_dir: str | os.PathLike | None = None,
+              train_parameters: dict | None = None, analysis_parameters: dict | None = None) -> Path:
+    """Notebooks 01 -> 02 -> 03 for each params file, then the report; published into reports_dir
+    only at the end. `overrides` are config keys for every notebook (the smoke's tiny settings);
+    `out_dir` is where the training runs go (default: each params file's out_dir);
+    `train_parameters` and `analysis_parameters` are 02_train's and 03_analysis's own parameters
+    (min_test_acc, embedded_images)."""
     from .report import write_report
 
+    reports_dir = Path(reports_dir)
+    params_files = list(params_files or STUDY_PARAMS)
     if report_only:
-        return write_report()
+        return write_report(reports_dir / "report_zh.md", reports_dir)
     # papermill's log_output goes through the "papermill" logger: show the notebooks' own
     # output (one line per epoch) on the terminal while they run.
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    overrides = dict(overrides or {}) | ({"out_dir": str(out_dir)} if out_dir else {})
+    cfgs = {pf: load_config(pf, **overrides) for pf in params_files}  # a bad params file fails here, before any work
+    if len({Path(pf).stem for pf in params_files}) != len(params_files):
+        raise UserError(f"two params files publish under the same name: {params_files}")
+    note = recover(reports_dir)
+    if note:
+        print(f"study: {note}", flush=True)
     t0 = time.perf_counter()
-    out = REPORTS_DIR / "notebooks"
-    out.mkdir(parents=True, exist_ok=True)
-    cfgs = {pf: load_config(pf) for pf in params_files}  # a bad params file fails here, before any work
-    execute("01_data", out / "01_data.ipynb", {"params_file": params_files[0]})
+    stage = staging_dir(reports_dir)
+    made = set(outputs(params_files))                     # made afresh: not copied
+    shutil.copytree(reports_dir, stage, symlinks=True, ignore=lambda d, names: [
+        n for n in names if (Path(d) / n).relative_to(reports_dir).as_posix() in made])
+    (stage / "notebooks").mkdir(exist_ok=True)
+    execute("01_data", stage / "notebooks" / "01_data.ipynb", {"params_file": params_files[0]} | overrides)
     for pf, cfg in cfgs.items():
         name = Path(pf).stem
         run_name = f"{name}_{datetime.now():%Y%m%d_%H%M%S}"
-        execute("02_train", out / f"02_train_{name}.ipynb", {"params_file": pf, "run_name": run_name})
-        execute("03_analysis", out / f"03_analysis_{name}.ipynb",
-                {"run_dir": str(cfg.out_path / run_name), "publish_as": name})
+        execute("02_train", stage / "notebooks" / f"02_train_{name}.ipynb",
+                {"params_file": pf, "run_name": run_name} | overrides | (train_parameters or {}))
+        execute("03_analysis", stage / "notebooks" / f"03_analysis_{name}.ipynb",
+                {"run_dir": str(cfg.out_path / run_name), "publish_as": name, "reports_dir": str(stage)}
+                | (analysis_parameters or {}))
     wall = time.perf_counter() - t0
-    atomic_write_text(REPORTS_DIR / "study.json", json.dumps(
+    atomic_write_text(stage / "study.json", json.dumps(
         {"command": "make study", "params": params_files, "wall_s": round(wall, 1),
-         "finished": datetime.now().isoformat(timespec="seconds")}, indent=1))
-    report = write_report()
+         "finished": datetime.now().isoformat(timespec="seconds")} | ({"overrides": overrides} if overrides else {}),
+        indent=1))
+    write_report(stage / "report_zh.md", stage)
+    atomic_write_text(stage / COMPLETE, json.dumps({"outputs": outputs(params_files)}))
+    _move_into_place(stage, reports_dir)
+    report = reports_dir / "report_zh.md"
     print(f"\nstudy done in {wall:.0f} s; report: {report}")
+    return report
+
+
+def tree_digest(folder: Path) -> str:
+    """sha256 over every file's relative path and bytes under folder."""
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(folder)).encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
+def smoke(scratch: str | os.PathLike | None = None, params_files: list[str] | None = None) -> Path:
+    """The study's code path with SMOKE settings on a scratch copy of reports/ (default: a new
+    temporary folder). Checks that the report was written there and that reports/ is untouched."""
+    scratch = Path(scratch) if scratch else Path(tempfile.mkdtemp(prefix="mnist-pairs-smoke-"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    reports = scratch / "reports"
+    if reports.exists():
+        raise UserError(f"{reports} exists: give the smoke an empty scratch folder")
+    before = tree_digest(REPORTS_DIR)
+    t0 = time.perf_counter()
+    shutil.copytree(REPORTS_DIR, reports, symlinks=True,
+                    ignore=shutil.ignore_patterns(".*.old"))
+    report = run_study(params_files, reports_dir=reports, overrides=SMOKE, out_dir=scratch / "experiments",
+                       train_parameters=SMOKE_TRAIN, analysis_parameters=SMOKE_ANALYSIS)
+    if tree_digest(REPORTS_DIR) != before:
+        raise RuntimeError("the study smoke changed files under reports/: it must write only to its scratch folder")
+    print(f"study smoke passed in {time.perf_counter() - t0:.0f} s; report: {report} (reports/ untouched)")
     return report

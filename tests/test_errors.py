@@ -379,7 +379,7 @@ def test_03_analysis_rejects_a_misspelt_parameter(tmp_path):
     err, nb = _execute("03_analysis.ipynb", tmp_path, {"publsh_as": "x"})
     assert err.ename == "ConfigError", (err.ename, err.evalue)
     assert "'publsh_as'" in err.evalue and "did you mean 'publish_as'" in err.evalue, err.evalue
-    _never_ran(nb, "analyze(run)")
+    _never_ran(nb, "analyze(run, embedded_images)")
     assert not any(p.exists() for p in published)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.ipynb"]
 
@@ -413,5 +413,5 @@ def test_03_analysis_of_a_missing_run_names_it(tmp_path):
     err, nb = _execute("03_analysis.ipynb", tmp_path, {"run_dir": str(missing)})
     assert err.ename == "RunNotFound", (err.ename, err.evalue)
     assert str(missing) in err.evalue and "not a run folder" in err.evalue, err.evalue
-    _never_ran(nb, "analyze(run)")
+    _never_ran(nb, "analyze(run, embedded_images)")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.ipynb"]

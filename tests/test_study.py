@@ -1,0 +1,144 @@
+"""The study's front door: notebook 03 on every model the study publishes, and a study that dies
+halfway leaving reports/ as it was (staging folder moved into place only at the end).
+
+`make study-smoke` (inside `make test`) runs the whole study path with tiny settings; these tests
+cover what the smoke cannot: a kill in the middle, and a move into place that was interrupted.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import nbformat
+import pytest
+
+from mnist_pairs import study
+from mnist_pairs.analysis import ENCODER_FIGURES, Note, analyze
+from mnist_pairs.cli import main
+from mnist_pairs.paths import PROJECT_ROOT, REPORTS_DIR
+
+CONCAT = REPORTS_DIR / "runs" / "seed_concat"
+needs_concat = pytest.mark.skipif(not (CONCAT / "results.json").is_file(), reason="no published concat run")
+
+
+@needs_concat
+def test_a_concat_run_has_no_encoder_figures_and_says_so(mnist_root):
+    a = analyze(CONCAT, log=lambda m: None)
+    assert a.run.cfg.model == "concat"
+    assert not set(ENCODER_FIGURES) & set(a.figures())
+    for name in ENCODER_FIGURES:
+        note = a.figure(name)
+        assert isinstance(note, Note) and "不适用" in note.text and "concat" in note.text
+    assert a.figure("confusion_matrix") is a.figures()["confusion_matrix"]
+    with pytest.raises(KeyError, match="no figure 'embedings'"):
+        a.figure("embedings")
+
+
+@needs_concat
+def test_notebook_03_analyses_and_publishes_a_concat_run(tmp_path, mnist_root):
+    import papermill as pm
+
+    reports = tmp_path / "reports"
+    out = tmp_path / "03.ipynb"
+    pm.execute_notebook(str(PROJECT_ROOT / "notebooks" / "03_analysis.ipynb"), str(out),
+                        parameters={"run_dir": str(CONCAT), "publish_as": "seed_concat", "reports_dir": str(reports)},
+                        cwd=str(PROJECT_ROOT / "notebooks"), kernel_name="python3", progress_bar=False)
+    nb = nbformat.read(out, as_version=4)
+    for name in ENCODER_FIGURES:
+        cell = next(c for c in nb.cells if c.cell_type == "code" and f'figure("{name}")' in c.source)
+        assert "不适用" in cell.outputs[0]["data"]["text/markdown"], cell.outputs
+    assert sorted(p.name for p in (reports / "runs" / "seed_concat").iterdir()) == sorted(
+        ["config.yaml", "history.json", "env.json", "results.json", "scores.npz", "best.pt"])
+    figures = {p.stem for p in (reports / "figures" / "seed_concat").iterdir()}
+    assert {"curves", "confusion_matrix", "roc_pr", "hardest_errors"} <= figures
+    assert not figures & set(ENCODER_FIGURES)
+
+
+def test_a_study_killed_between_notebooks_leaves_reports_as_they_were(tmp_path, mnist_root):
+    reports = tmp_path / "reports"
+    shutil.copytree(REPORTS_DIR, reports)
+    before = study.tree_digest(reports)
+    stage = study.staging_dir(reports)
+    code = ("import sys; from mnist_pairs import study as s; "
+            "s.run_study(None, reports_dir=sys.argv[1], overrides=s.SMOKE, out_dir=sys.argv[2], "
+            "train_parameters=s.SMOKE_TRAIN, analysis_parameters=s.SMOKE_ANALYSIS)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(reports), str(tmp_path / "experiments")],
+                            cwd=PROJECT_ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    next_notebook = stage / "notebooks" / "02_train_seed_concat.ipynb"   # seed_siamese is published by now
+    try:
+        deadline = time.monotonic() + 600
+        while not next_notebook.exists():
+            assert proc.poll() is None, f"the study ended (rc {proc.returncode}) before its second params file"
+            assert time.monotonic() < deadline, "the study took over 10 minutes to reach its second params file"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)                             # the study and its notebook kernels
+        proc.wait()
+    assert (stage / "runs" / "seed_siamese" / "best.pt").is_file()       # it did publish, into staging
+    assert not (stage / study.COMPLETE).exists()
+    assert study.tree_digest(reports) == before, "a killed study changed reports/"
+    assert "discarded" in study.recover(reports)
+    assert not stage.exists() and study.tree_digest(reports) == before
+
+
+def test_a_move_into_place_interrupted_is_finished_by_the_next_study(tmp_path, monkeypatch):
+    """The staging folder is complete, the move into place dies after its first output: the next
+    study (recover) finishes the move, so reports/ ends wholly new, never a mixture."""
+    reports = tmp_path / "reports"
+    params = ["params/seed_siamese.yaml"]
+    outputs = study.outputs(params)
+    for rel in outputs + ["summary.json"]:
+        p = reports / (f"{rel}/best.pt" if rel.startswith(("runs/", "figures/")) else rel)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("old")
+    stage = study.staging_dir(reports)
+    shutil.copytree(reports, stage)
+    for rel in outputs:
+        p = stage / (f"{rel}/best.pt" if rel.startswith(("runs/", "figures/")) else rel)
+        p.write_text("new")
+    (stage / study.COMPLETE).write_text(json.dumps({"outputs": outputs}))
+
+    real_replace, calls = os.replace, []
+
+    def dying_replace(src, dst):
+        calls.append(dst)
+        if len(calls) > 1:
+            raise KeyboardInterrupt("killed while moving")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(study.os, "replace", dying_replace)
+    with pytest.raises(KeyboardInterrupt):
+        study._move_into_place(stage, reports)
+    monkeypatch.setattr(study.os, "replace", real_replace)
+    assert (reports / outputs[0]).read_text() == "new" and (reports / "report_zh.md").read_text() == "old"
+
+    assert "finished" in study.recover(reports)
+    assert not stage.exists()
+    for rel in outputs:
+        p = reports / (f"{rel}/best.pt" if rel.startswith(("runs/", "figures/")) else rel)
+        assert p.read_text() == "new", rel
+    assert (reports / "summary.json").read_text() == "old"             # not the study's: left alone
+    assert not list(reports.rglob(".*.old"))
+
+
+def test_smoke_and_scratch_options_are_checked(tmp_path, capsys):
+    assert main(["study", "--scratch", str(tmp_path)]) == 2
+    assert "--scratch goes with --smoke only" in capsys.readouterr().err
+    assert main(["study", "--smoke", "--report-only"]) == 2
+    (tmp_path / "reports").mkdir()
+    assert main(["study", "--smoke", "--scratch", str(tmp_path)]) == 2
+    assert "give the smoke an empty scratch folder" in capsys.readouterr().err
+
+
+@needs_concat
+def test_compare_on_a_concat_run_says_it_needs_an_encoder(capsys):
+    pictures = [str(REPORTS_DIR / "figures" / "seed_concat" / f"{n}.png") for n in ("curves", "roc_pr")]
+    assert main(["compare", *pictures, "--run", str(CONCAT)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "'concat' model" in err and "Siamese" in err, err
