@@ -64,6 +64,9 @@ class Config:
     val_pairs: int = 4000             # validation protocol: balanced pairs among them, drawn once
     heldout_pairs: int = 40000        # pairs among the MNIST test images outside the subset, scored
                                       # once at the end of a run (0: skip)
+    confirm_pairs: int = 0            # > 0: the confirmation set (confirmation.py): pairs among the MNIST
+                                      # *training* images outside the subset (same writers as the training
+                                      # images), scored once at the end of a run, never chosen on (0: skip)
     data_root: str = ""               # "" -> $MNIST_PAIRS_DATA or <project>/data
     # --- optimisation (seed §4)
     epochs: int = 25
@@ -142,6 +145,8 @@ class Config:
             (self.val_pairs >= 2 and self.val_pairs % 2 == 0, f"val_pairs must be even and >= 2, got {self.val_pairs}"),
             (self.heldout_pairs >= 0 and self.heldout_pairs % 2 == 0,
              f"heldout_pairs must be even and >= 0, got {self.heldout_pairs}"),
+            (self.confirm_pairs >= 0 and self.confirm_pairs % 2 == 0,
+             f"confirm_pairs must be even and >= 0, got {self.confirm_pairs}"),
             (20 <= self.val_images <= n_train // 2,
              f"val_images must be in [20, half the training subset = {n_train // 2}], got {self.val_images}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),

@@ -3,6 +3,7 @@
     subset = load_subset(cfg)                    # 6,000 / 1,000 images, indices cached with a checksum
     a, b, y = train_pairs(labels, 12000, seed=42, epoch=3)
     data = load_data(cfg)                        # training images + the "val"/"test"/"heldout" pair sets
+                                                 # (+ "confirm" with confirm_pairs > 0)
 
 Randomness comes only from explicit generators keyed by integers, drawn on the CPU, so results
 depend neither on a global RNG, the device nor any worker count. The data seed keys the
@@ -26,7 +27,7 @@ from .paths import atomic_write_text
 
 # Generator keys: one per purpose, so that no two draws share a stream.
 _SUBSET_KEY, _TEST_PAIRS_KEY, _TRAIN_PAIRS_KEY, AUG_KEY = 1, 2, 3, 4
-_VAL_SPLIT_KEY, _VAL_PAIRS_KEY, _HELDOUT_KEY = 6, 7, 8
+_VAL_SPLIT_KEY, _VAL_PAIRS_KEY, _HELDOUT_KEY, _CONFIRM_KEY = 6, 7, 8, 9
 
 
 def keyed_generator(*key: int) -> torch.Generator:
@@ -56,7 +57,8 @@ def _read_cache(path: Path, log) -> dict | None:
 @dataclass
 class Subset:
     """The fixed subset as float images in [0, 1], shape (N,1,28,28), and int64 labels, plus
-    the MNIST test images outside it (the held-out images nothing is chosen on)."""
+    the MNIST test images outside it (the held-out images nothing is chosen on) and, when asked
+    for, the MNIST training images outside it (the confirmation images, confirmation.py)."""
     train_images: torch.Tensor
     train_labels: torch.Tensor
     test_images: torch.Tensor
@@ -67,6 +69,8 @@ class Subset:
     heldout_labels: torch.Tensor
     n_train_source: int  # size of the MNIST split the subset was drawn from
     n_test_source: int
+    confirm_images: torch.Tensor | None = None
+    confirm_labels: torch.Tensor | None = None
 
     @property
     def index_sha256(self) -> dict[str, str]:
@@ -121,7 +125,8 @@ def cache_prefix(cfg) -> str:
 
 
 def load_subset(cfg, log=print) -> Subset:
-    """The config's subset (dataset, data seed, fraction, data root), from verified files."""
+    """The config's subset (dataset, data seed, fraction, data root), from verified files; the
+    training images outside it only when the config scores confirmation pairs."""
     root = cfg.data_path
     ensure_mnist(root, dataset=cfg.dataset)  # once for both splits
     tr_x, tr_y = load_mnist(root, train=True, verify=False, dataset=cfg.dataset)
@@ -133,9 +138,13 @@ def load_subset(cfg, log=print) -> Subset:
     def as_float(x: torch.Tensor) -> torch.Tensor:
         return (x.float() / 255.0).unsqueeze(1).contiguous()
 
-    return Subset(as_float(tr_x[idx["train"]]), tr_y[idx["train"]].clone(),
-                  as_float(te_x[idx["test"]]), te_y[idx["test"]].clone(), idx["train"], idx["test"],
-                  as_float(te_x[outside]), te_y[outside].clone(), len(tr_y), len(te_y))
+    sub = Subset(as_float(tr_x[idx["train"]]), tr_y[idx["train"]].clone(),
+                 as_float(te_x[idx["test"]]), te_y[idx["test"]].clone(), idx["train"], idx["test"],
+                 as_float(te_x[outside]), te_y[outside].clone(), len(tr_y), len(te_y))
+    if getattr(cfg, "confirm_pairs", 0):
+        rest = np.setdiff1d(np.arange(len(tr_y)), idx["train"])
+        sub.confirm_images, sub.confirm_labels = as_float(tr_x[rest]), tr_y[rest].clone()
+    return sub
 
 
 # --------------------------------------------------------------------------- pairs
@@ -293,4 +302,8 @@ def load_data(cfg, log=print) -> RunData:
         ha, hb, hy = fixed_pairs(s.heldout_labels, cfg.heldout_pairs, (ds, _HELDOUT_KEY),
                                  cache / f"{stem.format('heldout_pairs')}_n{cfg.heldout_pairs}.json", log)
         data.sets["heldout"] = PairSet(s.heldout_images, s.heldout_labels, ha, hb, hy)
+    if cfg.confirm_pairs:
+        ca, cb, cy = fixed_pairs(s.confirm_labels, cfg.confirm_pairs, (ds, _CONFIRM_KEY),
+                                 cache / f"{stem.format('confirm_pairs')}_n{cfg.confirm_pairs}.json", log)
+        data.sets["confirm"] = PairSet(s.confirm_images, s.confirm_labels, ca, cb, cy)
     return data

@@ -28,7 +28,8 @@ from .sweep import SWEEPS_DIR
 
 RUN_FILES = ("config.yaml", "history.json", "env.json", "results.json")
 NUMERIC = ("selected_epoch", "val_acc", "test_acc", "test_acc_at_threshold", "final_test_acc", "best_test_acc",
-           "heldout_acc", "heldout_auc", "heldout_acc_at_threshold", "final_heldout_acc", "train_seconds")
+           "heldout_acc", "heldout_auc", "heldout_acc_at_threshold", "final_heldout_acc", "train_seconds",
+           "confirm_acc", "confirm_auc")
 
 
 def t95(n: int) -> float:
@@ -49,8 +50,11 @@ def run_row(run: Run) -> dict:
            "final_heldout_acc": r["final_heldout"]["acc"], "threshold": r["threshold"],
            "train_seconds": r["train_seconds"], "autocast": env["autocast"], "precision": env["precision"],
            "cpu": env["cpu"], "cpu_native_bf16": env.get("cpu_native_bf16"), "device": env["device"],
-           "gpu": env.get("gpu"), "torch": env["torch"], "git_commit": env["git_commit"],
+           "gpu": env.get("gpu"), "torch": env["torch"], "git_commit": env["git_commit"], "started": env.get("started"),
            "finished": datetime.fromtimestamp((run.dir / "results.json").stat().st_mtime).isoformat(timespec="seconds")}
+    if "best_confirm" in r:    # the confirmation set (confirmation.py)
+        c = r["best_confirm"]
+        row |= {"confirm_acc": c["acc"], "confirm_auc": c["auc"], "confirm_ci95": c["ci95"], "confirm_pairs": c["pairs"]}
     return row
 
 

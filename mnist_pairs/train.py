@@ -38,7 +38,7 @@ from .shared_encoding import train_epoch_shared
 from .tboard import TensorBoardLog
 
 RESUME_MAY_CHANGE = ("epochs", "device", "precision", "num_threads", "eval_batch_size", "fused_blocks")
-EPOCH_SETS = ("val", "test")  # scored every epoch; "heldout" only once, at the end
+EPOCH_SETS = ("val", "test")  # scored every epoch; "heldout" and "confirm" only once, at the end
 
 
 def pair_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "bce_logits") -> torch.Tensor:
@@ -154,7 +154,8 @@ def _open_run_dir(cfg: Config, run_dir, state, data: DeviceData, env: dict):
     """Create the run folder (or record a resume in env.json), and write config.yaml."""
     if run_dir is None:
         run_dir = new_run_dir(cfg)
-        env.update(model=cfg.model, subset_index_sha256=data.cpu.subset.index_sha256)
+        env.update(model=cfg.model, subset_index_sha256=data.cpu.subset.index_sha256,
+                   started=datetime.now().isoformat(timespec="seconds"))
         write_json(run_dir / "env.json", env)
     else:
         original = Run(run_dir).env
@@ -299,7 +300,7 @@ def results(logits: dict, data: RunData, cfg: Config, history: list[dict], selec
             m = pair_metrics(torch.from_numpy(z), pairs.y)
             entry = {"acc": m["acc"], "auc": m["auc"], "loss": m["loss"],
                      "acc_at_threshold": accuracy_at(z, y, threshold), "pairs": len(y)}
-            if name == "heldout":
+            if name in ("heldout", "confirm"):   # sets that share images: resample images, not pairs
                 correct = ((z > 0).astype(int) == y.astype(int))
                 entry["ci95"] = list(image_bootstrap_ci(correct, pairs.a.numpy(), pairs.b.numpy(), len(pairs.labels)))
                 entry["images"] = len(pairs.labels)
