@@ -22,6 +22,11 @@ on the confirmation set has a 95 % t-interval above 0, and the improved group's 
 the held-out pairs is at least 99.3 %. Reported whatever the outcome, with validation, test,
 held-out and confirmation accuracy (mean ± 95 % CI) of both groups.
 
+The published improved model (reports/runs/improved/, what `compare` and `export` use by default)
+is the validation-selected checkpoint of one confirmation run of the improved configuration: the
+seed with the highest validation accuracy (ties: the lower seed), picked on validation pairs only
+(`published_seed`); registered here, like the rest, before the confirmation runs finished.
+
 Two further levers, registered here with the same data and seeds, measured on the confirmation
 runs' selected checkpoints after they finish:
 - **test-time augmentation** (`TTA_SHIFTS`): the logit averaged over the pair as it is and both
@@ -65,3 +70,8 @@ def outcome(groups: dict) -> dict | None:
             "delta_heldout": paired(imp, base, "heldout_acc"), "delta_val": paired(imp, base, "val_acc"),
             "delta_ok": delta_ok, "target_ok": target_ok, "confirmed": complete and delta_ok and target_ok}
 
+
+
+def published_seed(group: dict) -> int:
+    """The confirmation run to publish: highest validation accuracy, ties to the lower seed."""
+    return min(group["runs"], key=lambda r: (-r["val_acc"], r["seed"]))["seed"]

@@ -62,3 +62,9 @@ def test_the_verdict_follows_the_registered_rule(improved, heldout, seeds, confi
     assert v["confirmed"] is confirmed
     assert v["delta_confirm"]["n"] == len(seeds)
     assert CF.outcome({base["group"]: base}) is None
+
+
+def test_the_published_seed_is_picked_on_validation_accuracy_only():
+    g = {"runs": [{"seed": 5, "val_acc": 0.99, "heldout_acc": 0.999}, {"seed": 6, "val_acc": 0.995, "heldout_acc": 0.98},
+                  {"seed": 7, "val_acc": 0.995, "heldout_acc": 0.97}]}
+    assert CF.published_seed(g) == 6
