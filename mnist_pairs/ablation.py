@@ -21,11 +21,11 @@ step ⑧ stacks on, was extended from seeds 0-2 to 0-4 *after* its 3-seed valida
 numbers had been seen (not adopted on those 3 seeds); the report says so, with the 3-seed Δ
 (`LATE_SEEDS`).
 
-The improved model (`params/improved.yaml`, group `improved`), fixed before the step-⑧ results:
+The improved model (`params/improved.yaml`), rule of commit d536e44 (for its time against the runs
+that had finished, see RULE_EVENTS and the report's timeline):
 lever_shared_e100's configuration plus every step-⑧ lever adopted against it, all at once, if
 lever_shared_e100 is itself adopted against the seed configuration on seeds 0-4; otherwise no
-improved configuration is built from these levers. Its group runs on seeds 0-4 on a machine
-left otherwise idle, so that its `train_seconds` are speed data.
+improved configuration is built from these levers.
 
 Changed after results were seen (2026-11-29, recorded here and in the report): lever_shared_e100
 was not adopted on seeds 0-4, so the rule above built nothing; the change was made after the
@@ -34,6 +34,8 @@ other step-⑧ levers on seeds 0-4). The improved configuration is now lever_com
 judged by the step-⑦ rule: its paired Δ of validation accuracy against the seed configuration,
 over the seeds both have, must have a 95 % interval above 0 (`IMPROVED_FROM`, `improved_check`).
 It is the step-⑧ row with the highest mean validation accuracy; no held-out number picked it.
+Its exploration runs are lever_combined_e100's five seeds; its confirmation, on fresh seeds and
+data, is confirmation.py's.
 """
 from __future__ import annotations
 
@@ -73,6 +75,38 @@ EXTENDS = {f"lever_{name}__validation": "lever_shared_e100__validation"
 IMPROVED_FROM = "lever_combined_e100__validation"
 # groups given more seeds after their first seeds' numbers were seen: group -> the seeds seen then
 LATE_SEEDS = {"lever_shared_e100__validation": (0, 1, 2)}
+
+# Commits that wrote or changed a rule about the improved configuration, with their commit times
+# (UTC, `git log -1 --format=%cI`; tests/test_confirmation.py checks them against git when it can).
+# timeline() puts each beside the runs that had finished before it (summary.json `finished`).
+RULE_EVENTS = [
+    {"commit": "94af57c", "time": "2026-11-29T06:48:05+00:00",
+     "what": "⑧ 起每项改进用训练种子 0–4（⑦ 用 0–2）"},
+    {"commit": "d536e44", "time": "2026-11-29T07:06:16+00:00",
+     "what": "写定改进配置的组合规则：只有“共享编码，100 轮”本身相对原配置被采纳，才把 ⑧ 中被采纳的各项叠加成改进配置"},
+    {"commit": "b533418", "time": "2026-11-29T08:20:13+00:00",
+     "what": "改变规则：改进配置取 ⑧ 中验证对均值最高的一行（“以上四项同时使用”），按 ⑦ 的规则直接与原配置配对比较"},
+    {"commit": "ed9234e", "time": "2026-11-29T19:32:12+00:00",
+     "what": "登记确认计划：确认集、训练种子 5–9、判定规则（mnist_pairs/confirmation.py）"},
+    {"commit": "0fbee7a", "time": "2026-11-29T19:33:13+00:00",
+     "what": "登记发布哪一个确认运行（验证对准确率最高的训练种子）"},
+]
+RUN_TIMES_ZONE = "UTC"  # run files' `finished`/`started` are the machines' local times, which run on UTC
+
+
+TIMELINE_GROUPS = ["lever_shared_e100__validation", *EXTENDS, "confirm_seed__validation", "confirm_improved__validation"]
+
+
+def timeline(groups: dict, names=TIMELINE_GROUPS) -> list[dict]:
+    """Each RULE_EVENTS entry with, per group of `names`, the seeds whose runs had finished before it."""
+    out = []
+    for e in RULE_EVENTS:
+        t = e["time"][:19]                                  # naive UTC, comparable with `finished`
+        before = {g: sorted(r["seed"] for r in groups[g]["runs"] if r["finished"] < t) for g in names if g in groups}
+        out.append(e | {"time_utc": t.replace("T", " "),
+                        "finished_before": {g: s for g, s in before.items() if s}})
+    return out
+
 
 
 def adopted(row: dict) -> bool | None:

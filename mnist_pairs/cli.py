@@ -7,6 +7,8 @@
     python -m mnist_pairs sweep --params params/seed_siamese.yaml --protocol validation --seeds 0-4
     python -m mnist_pairs summarize                   # reports/summary.json from the sweeps
     python -m mnist_pairs study                       # notebooks 01→02→03, then the report
+    python -m mnist_pairs confirm-levers              # TTA and ensemble on the confirmation runs
+    python -m mnist_pairs publish-improved            # the improved model -> reports/runs/improved
     python -m mnist_pairs study --smoke               # the same with tiny settings, on a scratch copy of reports/
     python -m mnist_pairs export reports/runs/seed_siamese --onnx out/onnx
     python -m mnist_pairs compare a.png b.png [--onnx out/onnx] [--json]
@@ -60,16 +62,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("calibrate", help="ECE before/after temperature scaling (fitted on validation) over the sweep's seeds")
     sub.add_parser("readme", help="re-render the README's result tables from reports/ (benchmarks, summary)")
     e = sub.add_parser("export", help="ONNX graphs of a run's selected model (encoder, head), with a parity check")
-    e.add_argument("run", help="a finished run folder (Siamese model)")
+    e.add_argument("run", nargs="?", default=None,
+                   help="a finished run folder (Siamese model; default: the best published model, "
+                        "reports/runs/improved, else reports/runs/seed_siamese)")
     e.add_argument("--onnx", required=True, metavar="DIR", help="folder for encoder.onnx, head.onnx, meta.json")
     e.add_argument("--pair", action="store_true", help="also write pair.onnx (both images in, one logit out)")
     c = sub.add_parser("compare", help="do two pictures show the same digit? (any format Pillow reads)")
     c.add_argument("images", nargs="+", metavar="IMAGE", help="two pictures, or one query with --gallery")
     c.add_argument("--gallery", metavar="DIR", help="rank every picture in DIR against the query")
     c.add_argument("--top", type=int, default=5, help="gallery matches to print (default 5)")
-    c.add_argument("--run", default=None, help="run folder (default: reports/runs/seed_siamese)")
+    c.add_argument("--run", default=None, help="run folder (default: the best published model, "
+                                                 "reports/runs/improved, else reports/runs/seed_siamese)")
     c.add_argument("--onnx", default=None, metavar="DIR", help="score with an ONNX export instead of a run")
     c.add_argument("--json", action="store_true", help="print one JSON object")
+    sub.add_parser("confirm-levers", help="TTA and the 5-seed ensemble on the improved model's confirmation runs "
+                   "(experiments/sweeps/confirm_improved__validation) -> reports/confirmation_levers.json")
+    sub.add_parser("publish-improved", help="publish the confirmation run picked on validation accuracy as "
+                   "reports/runs/improved/ (notebook 03), then rewrite the report")
     s = sub.add_parser("study", help="the full study: notebooks 01→02→03 for both seed configs, then the report")
     s.add_argument("--params", nargs="+", default=None,
                    help="params files to train and publish (default: params/seed_siamese.yaml params/seed_concat.yaml)")
@@ -155,10 +164,11 @@ def _run(args) -> int:
         return 0
     if args.command == "export":
         from .data import load_data
-        from .deploy import export_onnx, parity
+        from .deploy import default_run, export_onnx, parity
         from .runs import Run
 
-        run = Run.open(args.run)
+        run = Run.open(args.run) if args.run else default_run()
+        print(f"model: {run.dir}")
         out = export_onnx(run, args.onnx, pair=args.pair)
         for p in sorted(out.iterdir()):
             print(p)
@@ -168,6 +178,21 @@ def _run(args) -> int:
               + (f"; pair.onnx on the first 4,096: {check['pair_graph_max_abs_logit_diff']:.2e}" if args.pair else ""))
         worst = max(check["max_abs_logit_diff"], check.get("pair_graph_max_abs_logit_diff", 0.0))
         return 0 if worst <= 1e-4 and check["decisions_identical"] else 1
+    if args.command == "confirm-levers":
+        import json
+
+        from .confirmation import PLAN, measure_levers
+        from .paths import REPORTS_DIR, atomic_write_text, resolve
+        from .sweep import SWEEPS_DIR
+
+        out = measure_levers(resolve(SWEEPS_DIR) / PLAN["improved"])
+        print(atomic_write_text(REPORTS_DIR / "confirmation_levers.json", json.dumps(out, indent=1)))
+        return 0
+    if args.command == "publish-improved":
+        from .study import publish_improved
+
+        print(publish_improved())
+        return 0
     if args.command == "compare":
         from .compare import compare
 

@@ -44,7 +44,7 @@ def compare(args) -> int:
     if args.json:
         print(json.dumps(out, ensure_ascii=False))
         return 0
-    where = f"threshold {t:.3f}, chosen on the {scorer.selection} pairs; {scorer.source}"
+    where = f"threshold {t:.3f}, chosen on the {scorer.selection} pairs; model {scorer.source}"
     if args.gallery:
         print(f"{files[0]} against {len(rows)} pictures in {args.gallery} ({where}):")
         for i, r in enumerate(out["matches"], 1):

@@ -39,7 +39,14 @@ runs' selected checkpoints after they finish:
 """
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
+import torch
+
 from .ablation import paired
+from .errors import RunNotFound
+from .summary import interval
 
 PLAN = {
     "improved": "confirm_improved__validation",     # sweep groups (params/<name>.yaml, --protocol validation)
@@ -75,3 +82,118 @@ def outcome(groups: dict) -> dict | None:
 def published_seed(group: dict) -> int:
     """The confirmation run to publish: highest validation accuracy, ties to the lower seed."""
     return min(group["runs"], key=lambda r: (-r["val_acc"], r["seed"]))["seed"]
+
+
+# --------------------------------------------------------------------------- TTA and the ensemble
+
+LEVER_SETS = ("val", "heldout", "confirm")
+
+
+def shift(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """(N,1,28,28) images moved dy rows down and dx columns right; pixels moved in are 0 (background)."""
+    out = torch.zeros_like(images)
+    h, w = images.shape[-2:]
+    out[..., max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        images[..., max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+def tta_logits(model: torch.nn.Module, pairs, shifts=TTA_SHIFTS) -> torch.Tensor:
+    """The logit of each pair averaged over both images shifted together by each of `shifts`."""
+    from .augment import normalize
+    from .models import score_pairs
+
+    model.eval()
+    used, ab = torch.unique(torch.cat([pairs.a, pairs.b]), return_inverse=True)  # only the images in pairs
+    a, b, images = ab[:len(pairs.a)], ab[len(pairs.a):], pairs.images[used]
+    return sum(score_pairs(model, normalize(shift(images, dy, dx)), a, b) for dy, dx in shifts) / len(shifts)
+
+
+def _metrics(z: torch.Tensor, pairs, bootstrap: bool = False) -> dict:
+    from .metrics import image_bootstrap_ci, pair_metrics
+
+    m = pair_metrics(z, pairs.y)
+    out = {"acc": m["acc"], "auc": m["auc"]}
+    if bootstrap:  # one model's figure: resample images (as results.json does for held-out pairs)
+        correct = ((z.numpy() > 0).astype(int) == pairs.y.numpy().astype(int))
+        out["ci95"] = list(image_bootstrap_ci(correct, pairs.a.numpy(), pairs.b.numpy(), len(pairs.labels)))
+    return out
+
+
+def measure_levers(group_dir: Path, log=print) -> dict:
+    """TTA on each confirmation run of the improved configuration (against the same model without
+    it, same process, fp32) and the ensemble of all of them (their saved logits averaged)."""
+    from .data import load_data
+    from .models import count_parameters
+    from .runs import Run
+
+    runs = sorted((Run(p.parent) for p in Path(group_dir).glob("seed*/results.json")), key=lambda r: r.cfg.seed)
+    if not runs:
+        raise RunNotFound(f"no finished runs under {group_dir}: run `make confirm` first")
+    data = load_data(runs[0].cfg, log=lambda m: None)
+    rows, seconds = [], {"plain": 0.0, "tta": 0.0}
+    for run in runs:
+        model, row = run.model(), {"seed": run.cfg.seed}
+        for name in LEVER_SETS:
+            pairs = data.sets[name]
+            t0 = time.perf_counter()
+            plain = tta_logits(model, pairs, shifts=((0, 0),))
+            t1 = time.perf_counter()
+            tta = tta_logits(model, pairs)
+            seconds["plain"] += t1 - t0
+            seconds["tta"] += time.perf_counter() - t1
+            row[name] = {"plain": _metrics(plain, pairs), "tta": _metrics(tta, pairs)}
+        log(f"seed {row['seed']}: " + "  ".join(f"{n} {row[n]['plain']['acc']:.4f} -> {row[n]['tta']['acc']:.4f}"
+                                                 for n in LEVER_SETS))
+        rows.append(row)
+    tta = {name: {"plain": interval([r[name]["plain"]["acc"] for r in rows]),
+                  "tta": interval([r[name]["tta"]["acc"] for r in rows]),
+                  "delta": interval([r[name]["tta"]["acc"] - r[name]["plain"]["acc"] for r in rows])}
+           for name in LEVER_SETS}
+    scores = [r.scores() for r in runs]
+    ensemble = {name: _metrics(torch.from_numpy(sum(s[f"best_{name}"] for s in scores) / len(scores)),
+                               data.sets[name], bootstrap=name != "val")
+                for name in LEVER_SETS}
+    n_params = count_parameters(runs[0].model())
+    return {"group": Path(group_dir).name, "seeds": [r["seed"] for r in rows], "shifts": [list(s) for s in TTA_SHIFTS],
+            "runs": rows, "tta": tta, "tta_adopted": tta["val"]["delta"]["ci95"][0] > 0,
+            "tta_cost": {"forward_passes": len(TTA_SHIFTS), "seconds_plain": seconds["plain"],
+                         "seconds_tta": seconds["tta"], "ratio": seconds["tta"] / seconds["plain"]},
+            "ensemble": ensemble | {"members": len(runs), "params": n_params * len(runs)},
+            "params": n_params, "pairs": {n: len(data.sets[n].y) for n in LEVER_SETS},
+            "command": "python -m mnist_pairs confirm-levers"}
+
+
+# --------------------------------------------------------------------------- what the report says
+
+PLAN_COMMIT = "ed9234e"  # the commit that registered PLAN (ablation.RULE_EVENTS has its time)
+
+
+def pairs_seen(group_dir: Path) -> dict | None:
+    """Labelled training pairs per run (the sum of history.json's train_pairs), over a group's runs."""
+    import json
+
+    totals = [sum(h["train_pairs"] for h in json.loads(p.read_text())) for p in sorted(group_dir.glob("seed*/history.json"))]
+    return {"min": min(totals), "max": max(totals), "mean": sum(totals) / len(totals)} if totals else None
+
+
+def report_facts(groups: dict, reports_dir: Path) -> dict | None:
+    """Everything the report says about the confirmation, or None before its runs."""
+    import json
+
+    from .ablation import RULE_EVENTS
+
+    imp, base = groups.get(PLAN["improved"]), groups.get(PLAN["baseline"])
+    if imp is None and base is None:
+        return None
+    plan_time = next(e for e in RULE_EVENTS if e["commit"] == PLAN_COMMIT)["time"][:19]
+    started = sorted(r["started"] for g in (imp, base) if g for r in g["runs"] if r.get("started"))
+    levers_file = reports_dir / "confirmation_levers.json"
+    return {"plan": PLAN, "plan_commit": PLAN_COMMIT, "plan_time": plan_time.replace("T", " "),
+            "first_started": started[0].replace("T", " ") if started else None,
+            "plan_first": bool(started) and all(s > plan_time for s in started) and
+            all(r.get("started") for g in (imp, base) if g for r in g["runs"]),
+            "improved": imp, "baseline": base, "verdict": outcome(groups),
+            "pairs_seen": {k: pairs_seen(reports_dir / "sweeps" / PLAN[k]) for k in ("improved", "baseline")},
+            "levers": json.loads(levers_file.read_text()) if levers_file.is_file() else None,
+            "tta_shifts": len(TTA_SHIFTS)}

@@ -95,7 +95,15 @@ def export_onnx(run: Run, out_dir: str | os.PathLike, pair: bool = False) -> Pat
     return out
 
 
-class TorchScorer:
+class _Scorer:
+    def probability(self, a: torch.Tensor, b: torch.Tensor) -> float:
+        """P(same digit) of two MNIST-style images ((1,28,28) or (28,28), white ink on black, in [0, 1])."""
+        images = torch.stack([x.reshape(1, 28, 28).float() for x in (a, b)])
+        emb = self.embed(images)
+        return float(probability(self.logits(emb[:1], emb[1:]))[0])
+
+
+class TorchScorer(_Scorer):
     """Scores with the run's selected checkpoint in PyTorch (fp32, eval mode)."""
 
     def __init__(self, run: Run) -> None:
@@ -111,7 +119,7 @@ class TorchScorer:
         return _head(self.model, torch.from_numpy(ea), torch.from_numpy(eb)).numpy()
 
 
-class OnnxScorer:
+class OnnxScorer(_Scorer):
     """Scores with the exported graphs in onnxruntime (CPU)."""
 
     def __init__(self, onnx_dir: str | os.PathLike) -> None:
@@ -134,17 +142,25 @@ class OnnxScorer:
         return self.head.run(None, {"ea": ea.astype(np.float32), "eb": eb.astype(np.float32)})[0]
 
 
-def open_scorer(run: str | os.PathLike | None = None, onnx: str | os.PathLike | None = None):
-    """An ONNX scorer when `onnx` is given; else the run's (default: the published seed_siamese run,
-    or the latest finished run)."""
+# The published models, best first: the improved model, then the seed reproduction.
+PUBLISHED_MODELS = ("improved", "seed_siamese")
+
+
+def default_run() -> Run:
+    """The best published model (PUBLISHED_MODELS order), else the latest finished run."""
     from .paths import REPORTS_DIR
 
+    for name in PUBLISHED_MODELS:
+        if (REPORTS_DIR / "runs" / name / "results.json").is_file():
+            return Run.open(REPORTS_DIR / "runs" / name)
+    return Run.latest()
+
+
+def open_scorer(run: str | os.PathLike | None = None, onnx: str | os.PathLike | None = None):
+    """An ONNX scorer when `onnx` is given; else the run's (default: default_run())."""
     if onnx:
         return OnnxScorer(onnx)
-    if run:
-        return TorchScorer(Run.open(run))
-    published = REPORTS_DIR / "runs" / "seed_siamese"
-    return TorchScorer(Run.open(published) if (published / "results.json").is_file() else Run.latest())
+    return TorchScorer(Run.open(run) if run else default_run())
 
 
 def pair_logits(scorer, images: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> np.ndarray:

@@ -3,10 +3,12 @@
     model = build_model("siamese", fused=True)   # training-mode encoder passes use the kernels
 
 An encoder's `BatchNorm2d -> ReLU -> MaxPool2d(2)` and `BatchNorm2d -> ReLU -> AdaptiveAvgPool2d(1)`
-run as one C++ kernel each (csrc/fused_blocks.cpp), forward and backward, with the same
-parameters, running statistics and gradients as the three modules (to rounding: activations are
-read and written in their dtype, float32 or bfloat16, and computed in float32; tests/test_fused.py
-checks them against the modules in float64). On a 2-core CPU these blocks are bound by memory
+run as one C++ kernel each (csrc/fused_blocks.cpp), forward and backward: in exact arithmetic the
+same function, parameters, running statistics and gradients as the three modules. Rounding
+differs: sums run in another order, and under bf16 autocast the modules round BatchNorm's output
+to bfloat16 before ReLU and pooling, while the kernel computes BatchNorm, ReLU and pooling in
+float32 and rounds only its result (activations are read and written in their dtype).
+tests/test_fused.py checks both against the modules in float64. On a 2-core CPU these blocks are bound by memory
 traffic over the (B,C,28,28) activations, not arithmetic: the modules read and write it about a
 dozen times per step (BatchNorm, ReLU, pooling, and their backward passes, each on its own), the
 kernels four times. Convolutions stay with oneDNN. One training step of the seed's model, batch

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from .data import load_data, pair_balance
-from .ablation import ablation_rows, adopted, improved_check, paired
+from .ablation import IMPROVED_FROM, ablation_rows, adopted, improved_check, paired, timeline
+from .confirmation import report_facts
 from .mnist import FASHION_CLASSES, MNIST_FILES
 from .models import build_model, count_parameters
 from .paths import REPORTS_DIR, atomic_write_text, resolve
@@ -153,7 +154,10 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
         "unseen": groups.get("unseen_digits__validation"),
         "openset_rows": openset_rows(groups.get("unseen_digits__validation")), "fashion": groups.get("fashion_siamese__validation"),
         "fashion_classes": FASHION_CLASSES, "ablation": ablation_rows(groups), "target_heldout": TARGET_HELDOUT,
-        "improved": groups.get(IMPROVED), "improved_check": improved_check(groups),
+        "improved": groups.get(IMPROVED_FROM), "improved_check": improved_check(groups),
+        "timeline": timeline(groups), "confirmation": report_facts(groups, reports_dir),
+        "improved_run": run_facts(Run(reports_dir / "runs" / "improved"))
+        if (reports_dir / "runs" / "improved" / "results.json").is_file() else None,
         "ablation_figures": [rel(reports_dir / "figures" / "ablation" / f) for f in ("heldout.png", "curves.png")
                              if (reports_dir / "figures" / "ablation" / f).is_file()], "sweep_envs": sweep_envs,
         "sweep_period": (sweep_dates[0], sweep_dates[-1]) if sweep_dates else None,
@@ -219,7 +223,6 @@ def fused_checks(groups: dict) -> list[dict]:
 
 
 TARGET_HELDOUT = 0.993  # issue 9: held-out pair accuracy of an improved model (<= 200 k parameters)
-IMPROVED = "improved__validation"  # params/improved.yaml under the validation protocol
 PAIR_TYPES = {"seen–seen same": "已见–已见，同类", "seen–seen different": "已见–已见，异类",
               "unseen–unseen different": "未见数字之间（异类）", "unseen–seen": "未见数字对已见数字（异类）"}
 

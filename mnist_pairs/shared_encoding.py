@@ -13,7 +13,8 @@ different-digit pairs are drawn among its other pairs, so every step is balanced
 With `supcon_weight > 0` the pair loss gets a supervised-contrastive term (Khosla et al. 2020)
 over the same batch: each image's L2-normalised embedding is pulled towards the other images of
 its digit and pushed from the rest, through a softmax over the batch at `supcon_temperature`.
-It uses only which pairs of the batch are same-digit, the same relation the pair loss uses.
+Both terms use the batch's whole same/different partition (`labels[:, None] == labels[None, :]`),
+i.e. the per-image digit labels up to renaming: the model is supervised by digit labels, densely.
 """
 from __future__ import annotations
 

@@ -172,3 +172,26 @@ def smoke(scratch: str | os.PathLike | None = None, params_files: list[str] | No
         raise RuntimeError("the study smoke changed files under reports/: it must write only to its scratch folder")
     print(f"study smoke passed in {time.perf_counter() - t0:.0f} s; report: {report} (reports/ untouched)")
     return report
+
+
+def publish_improved(reports_dir: Path = REPORTS_DIR) -> Path:
+    """Publish the improved model: the confirmation run picked on validation accuracy
+    (confirmation.published_seed) goes through notebook 03 to runs/improved/ and figures/improved/;
+    then the report is rewritten. Needs the confirmation runs' folders (`make confirm`)."""
+    from .confirmation import PLAN, published_seed
+    from .errors import RunNotFound
+    from .paths import resolve
+    from .report import write_report
+    from .sweep import SWEEPS_DIR
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    groups = json.loads((reports_dir / "summary.json").read_text())["groups"]
+    if PLAN["improved"] not in groups:
+        raise RunNotFound(f"no {PLAN['improved']} group in {reports_dir / 'summary.json'}: run `make confirm` first")
+    seed = published_seed(groups[PLAN["improved"]])
+    run_dir = resolve(SWEEPS_DIR) / PLAN["improved"] / f"seed{seed}"
+    if not (run_dir / "best.pt").is_file():
+        raise RunNotFound(f"{run_dir} has no best.pt: the confirmation runs are not on this machine (`make confirm`)")
+    execute("03_analysis", reports_dir / "notebooks" / "03_analysis_improved.ipynb",
+            {"run_dir": str(run_dir), "publish_as": "improved", "reports_dir": str(reports_dir)})
+    return write_report(reports_dir / "report_zh.md", reports_dir)

@@ -68,3 +68,74 @@ def test_the_published_seed_is_picked_on_validation_accuracy_only():
     g = {"runs": [{"seed": 5, "val_acc": 0.99, "heldout_acc": 0.999}, {"seed": 6, "val_acc": 0.995, "heldout_acc": 0.98},
                   {"seed": 7, "val_acc": 0.995, "heldout_acc": 0.97}]}
     assert CF.published_seed(g) == 6
+
+
+def test_rule_events_are_the_commits_git_knows(tmp_path):
+    """Each commit time the report's timeline states is the commit's own (when git can tell)."""
+    import subprocess
+
+    from mnist_pairs.ablation import RULE_EVENTS
+    from mnist_pairs.paths import PROJECT_ROOT
+
+    checked = 0
+    for e in RULE_EVENTS:
+        r = subprocess.run(["git", "-C", str(PROJECT_ROOT), "log", "-1", "--format=%cI", e["commit"]],
+                           capture_output=True, text=True)
+        if r.returncode == 0:
+            assert r.stdout.strip() == e["time"], e
+            checked += 1
+    if not checked:
+        pytest.skip("no git history here (not a clone)")
+    assert CF.PLAN_COMMIT in [e["commit"] for e in RULE_EVENTS]
+
+
+def test_timeline_lists_the_runs_finished_before_each_commit():
+    from mnist_pairs.ablation import RULE_EVENTS, timeline
+
+    t0 = RULE_EVENTS[0]["time"][:19]
+    groups = {"lever_shared_e100__validation": {"runs": [{"seed": 0, "finished": "2000-01-01T00:00:00"},
+                                                         {"seed": 1, "finished": t0}]}}
+    first = timeline(groups)[0]
+    assert first["finished_before"] == {"lever_shared_e100__validation": [0]}      # not the one at the same second
+    assert timeline(groups)[-1]["finished_before"]["lever_shared_e100__validation"] == [0, 1]
+
+
+def test_the_report_words_the_confirmation_as_its_facts_say(tmp_path, mnist_root):
+    """Synthetic confirmation groups (rows of the committed seed configuration, renamed to seeds
+    5-9 and given confirmation figures) in a copy of reports/: partial, then confirmed."""
+    import copy
+    import json
+    import shutil
+
+    from mnist_pairs import report as R
+    from mnist_pairs.paths import REPORTS_DIR
+
+    reports = tmp_path / "reports"
+    shutil.copytree(REPORTS_DIR, reports)
+    summary = json.loads((reports / "summary.json").read_text())
+    base = summary["groups"]["seed_siamese__validation"]
+
+    def fake(name, seeds, bump, plan_ok=True):
+        g = copy.deepcopy(base)
+        g["group"], g["name"] = name, name.split("__")[0]
+        g["runs"] = [r | {"seed": s, "confirm_acc": r["heldout_acc"] + bump, "heldout_acc": r["heldout_acc"] + bump,
+                          "started": "2026-11-29T20:00:00" if plan_ok else "2026-11-29T10:00:00"}
+                     for s, r in zip(seeds, base["runs"])]
+        for k in ("confirm_acc", "heldout_acc"):
+            st = interval([r[k] for r in g["runs"]])
+            g["mean"][k], g["ci95"][k] = st["mean"], st["ci95"]
+        return g
+
+    def render(groups):
+        summary["groups"] |= groups
+        (reports / "summary.json").write_text(json.dumps(summary))
+        return R.render(R.collect(reports))
+
+    text = render({CF.PLAN["baseline"]: fake(CF.PLAN["baseline"], [5, 6, 7, 8, 9], 0.0),
+                   CF.PLAN["improved"]: fake(CF.PLAN["improved"], [5, 6], 0.012)})
+    assert "确认运行尚未全部完成" in text and "改进配置 5,6" in text and "**确认**" not in text
+    text = render({CF.PLAN["improved"]: fake(CF.PLAN["improved"], [5, 6, 7, 8, 9], 0.012)})
+    assert "**确认**：确认集 Δ +1.20 ± 0.00" in text, text[text.index("#### 改进配置的确认"):][:3000]
+    assert "每一个确认运行都在计划提交之后开始" in text
+    text = render({CF.PLAN["improved"]: fake(CF.PLAN["improved"], [5, 6, 7, 8, 9], 0.012, plan_ok=False)})
+    assert "并非每一个确认运行都在计划提交之后开始" in text

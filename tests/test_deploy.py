@@ -6,6 +6,7 @@ saved as PNG/JPEG plain, inverted, off-centre and at 200x200.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -173,3 +174,28 @@ def test_heldout_embeddings_cluster_by_digit_and_the_figures_draw(run, mnist_roo
     figs = a._draw_embeddings()
     assert set(figs) == {"embeddings", "retrieval"}
     assert len(figs["retrieval"].axes) == 10 * 7
+
+
+def test_the_default_model_is_the_best_published_one(tmp_path, monkeypatch):
+    from mnist_pairs import paths
+    from mnist_pairs.deploy import default_run
+
+    reports = tmp_path / "reports"
+    shutil.copytree(RUN, reports / "runs" / "seed_siamese")
+    monkeypatch.setattr(paths, "REPORTS_DIR", reports)
+    assert default_run().dir == reports / "runs" / "seed_siamese"
+    shutil.copytree(RUN, reports / "runs" / "improved")
+    assert default_run().dir == reports / "runs" / "improved"
+
+
+def test_scorer_probability_of_two_pictures(run, heldout):
+    scorer = TorchScorer(run)
+    labels = heldout.labels
+    i = 0
+    same = int(np.flatnonzero((labels == labels[i]).numpy())[1])
+    other = int(np.flatnonzero((labels != labels[i]).numpy())[0])
+    p_same = scorer.probability(heldout.images[i], heldout.images[same][0])     # (1,28,28) and (28,28)
+    p_other = scorer.probability(heldout.images[i], heldout.images[other])
+    assert p_same > 0.5 > p_other
+    z = pair_logits(scorer, heldout.images, torch.tensor([i]), torch.tensor([other]))
+    assert p_other == pytest.approx(float(1 / (1 + np.exp(-z[0]))), abs=1e-6)
