@@ -11,6 +11,7 @@ from mnist_pairs import confirmation as CF
 from mnist_pairs import train as T
 from mnist_pairs.config import Config, load_config
 from mnist_pairs.data import digest, load_data
+from mnist_pairs.runs import Run
 from mnist_pairs.summary import interval, run_row
 
 
@@ -30,11 +31,17 @@ def test_confirmation_pairs_are_the_registered_ones_outside_the_subset(mnist_roo
     assert torch.equal(c.images, (tr_x[outside].float() / 255).unsqueeze(1))
 
 
-def test_a_run_scores_the_confirmation_set_once_at_the_end(tmp_path, mnist_root):
+@pytest.fixture(scope="module")
+def confirm_run(tmp_path_factory, mnist_root) -> Run:
+    """One tiny finished run that scores 400 confirmation pairs (seed 5, as a confirmation run)."""
+    group = tmp_path_factory.mktemp("sweeps") / CF.PLAN["improved"]
+    return T.fit(Config(seed=5, epochs=1, train_pairs=512, test_pairs=200, val_pairs=200, heldout_pairs=200,
+                        confirm_pairs=400, batch_size=64, out_dir=str(group), run_name="seed5"), log=lambda m: None)
+
+
+def test_a_run_scores_the_confirmation_set_once_at_the_end(confirm_run):
     assert "confirm" not in T.EPOCH_SETS
-    cfg = Config(epochs=1, train_pairs=512, test_pairs=200, val_pairs=200, heldout_pairs=200, confirm_pairs=400,
-                 batch_size=64, out_dir=str(tmp_path), run_name="c")
-    run = T.fit(cfg, log=lambda m: None)
+    run = confirm_run
     assert not any("confirm" in k for k in run.records[0])                  # never scored per epoch
     r = run.results["best_confirm"]
     assert r["pairs"] == 400 and r["images"] == 54_000 and r["ci95"][0] <= r["acc"] <= r["ci95"][1]
@@ -139,3 +146,34 @@ def test_the_report_words_the_confirmation_as_its_facts_say(tmp_path, mnist_root
     assert "每一个确认运行都在计划提交之后开始" in text
     text = render({CF.PLAN["improved"]: fake(CF.PLAN["improved"], [5, 6, 7, 8, 9], 0.012, plan_ok=False)})
     assert "并非每一个确认运行都在计划提交之后开始" in text
+
+
+def test_shift_moves_images_and_fills_with_background():
+    x = torch.arange(2 * 28 * 28, dtype=torch.float32).reshape(2, 1, 28, 28)
+    assert torch.equal(CF.shift(x, 0, 0), x)
+    down = CF.shift(x, 1, 0)
+    assert torch.equal(down[..., 1:, :], x[..., :-1, :]) and not down[..., 0, :].any()
+    left = CF.shift(x, 0, -1)
+    assert torch.equal(left[..., :, :-1], x[..., :, 1:]) and not left[..., :, -1].any()
+
+
+def test_tta_and_ensemble_on_two_tiny_confirmation_runs(confirm_run):
+    """The tiny run, and a copy of it labelled seed 6 (the mechanics, not the gain, are tested)."""
+    import shutil
+
+    group = confirm_run.dir.parent
+    shutil.copytree(group / "seed5", group / "seed6", dirs_exist_ok=True)
+    cfg = group / "seed6" / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("\nseed: 5\n", "\nseed: 6\n"))
+    out = CF.measure_levers(group, log=lambda m: None)
+    assert out["seeds"] == [5, 6] and out["pairs"] == {"val": 200, "heldout": 200, "confirm": 400}
+    for r, seed in zip(out["runs"], (5, 6)):
+        saved = Run(group / f"seed{seed}").results
+        for name in CF.LEVER_SETS:   # the plain model, scored again here, is the run's selected model
+            assert r[name]["plain"]["acc"] == pytest.approx(saved[f"best_{name}"]["acc"], abs=2 / 200)
+    assert out["tta"]["val"]["delta"]["n"] == 2 and isinstance(out["tta_adopted"], bool)
+    plain = out["runs"][0]["heldout"]["plain"]["acc"]     # two copies of one model: the ensemble is that model
+    assert out["ensemble"]["heldout"]["acc"] == pytest.approx(plain, abs=2 / 200)
+    assert out["ensemble"]["members"] == 2 and out["ensemble"]["params"] == 2 * out["params"]
+    assert out["ensemble"]["heldout"]["ci95"][0] <= out["ensemble"]["heldout"]["acc"] <= out["ensemble"]["heldout"]["ci95"][1]
+    assert out["tta_cost"]["forward_passes"] == len(CF.TTA_SHIFTS) and out["tta_cost"]["ratio"] > 1
