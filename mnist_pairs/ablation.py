@@ -108,7 +108,6 @@ def timeline(groups: dict, names=TIMELINE_GROUPS) -> list[dict]:
     return out
 
 
-
 def adopted(row: dict) -> bool | None:
     """The rule for the project's levers: the paired Δ of validation accuracy has a 95 % CI above 0."""
     d = (row.get("delta") or {}).get("val_acc")

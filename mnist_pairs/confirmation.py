@@ -78,7 +78,6 @@ def outcome(groups: dict) -> dict | None:
             "delta_ok": delta_ok, "target_ok": target_ok, "confirmed": complete and delta_ok and target_ok}
 
 
-
 def published_seed(group: dict) -> int:
     """The confirmation run to publish: highest validation accuracy, ties to the lower seed."""
     return min(group["runs"], key=lambda r: (-r["val_acc"], r["seed"]))["seed"]
