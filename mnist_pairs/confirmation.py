@@ -97,15 +97,26 @@ def shift(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     return out
 
 
-def tta_logits(model: torch.nn.Module, pairs, shifts=TTA_SHIFTS) -> torch.Tensor:
-    """The logit of each pair averaged over both images shifted together by each of `shifts`."""
+def shifted_logits(model: torch.nn.Module, pairs, shifts=TTA_SHIFTS) -> list[tuple[torch.Tensor, float]]:
+    """(logits, seconds) of the pairs with both images shifted together by each of `shifts`;
+    TTA is their mean, and the (0, 0) entry is the plain model."""
     from .augment import normalize
     from .models import score_pairs
 
     model.eval()
     used, ab = torch.unique(torch.cat([pairs.a, pairs.b]), return_inverse=True)  # only the images in pairs
     a, b, images = ab[:len(pairs.a)], ab[len(pairs.a):], pairs.images[used]
-    return sum(score_pairs(model, normalize(shift(images, dy, dx)), a, b) for dy, dx in shifts) / len(shifts)
+    out = []
+    for dy, dx in shifts:
+        t0 = time.perf_counter()
+        z = score_pairs(model, normalize(shift(images, dy, dx)), a, b)
+        out.append((z, time.perf_counter() - t0))
+    return out
+
+
+def tta_logits(model: torch.nn.Module, pairs, shifts=TTA_SHIFTS) -> torch.Tensor:
+    """The logit of each pair averaged over both images shifted together by each of `shifts`."""
+    return sum(z for z, _ in shifted_logits(model, pairs, shifts)) / len(shifts)
 
 
 def _metrics(z: torch.Tensor, pairs, bootstrap: bool = False) -> dict:
@@ -135,13 +146,10 @@ def measure_levers(group_dir: Path, log=print) -> dict:
         model, row = run.model(), {"seed": run.cfg.seed}
         for name in LEVER_SETS:
             pairs = data.sets[name]
-            t0 = time.perf_counter()
-            plain = tta_logits(model, pairs, shifts=((0, 0),))
-            t1 = time.perf_counter()
-            tta = tta_logits(model, pairs)
-            seconds["plain"] += t1 - t0
-            seconds["tta"] += time.perf_counter() - t1
-            row[name] = {"plain": _metrics(plain, pairs), "tta": _metrics(tta, pairs)}
+            each = shifted_logits(model, pairs)                  # TTA_SHIFTS[0] is (0, 0): the plain model
+            seconds["plain"] += each[0][1]
+            seconds["tta"] += sum(t for _, t in each)
+            row[name] = {"plain": _metrics(each[0][0], pairs), "tta": _metrics(sum(z for z, _ in each) / len(each), pairs)}
         log(f"seed {row['seed']}: " + "  ".join(f"{n} {row[n]['plain']['acc']:.4f} -> {row[n]['tta']['acc']:.4f}"
                                                  for n in LEVER_SETS))
         rows.append(row)
@@ -153,7 +161,7 @@ def measure_levers(group_dir: Path, log=print) -> dict:
     ensemble = {name: _metrics(torch.from_numpy(sum(s[f"best_{name}"] for s in scores) / len(scores)),
                                data.sets[name], bootstrap=name != "val")
                 for name in LEVER_SETS}
-    n_params = count_parameters(runs[0].model())
+    n_params = count_parameters(model)
     return {"group": Path(group_dir).name, "seeds": [r["seed"] for r in rows], "shifts": [list(s) for s in TTA_SHIFTS],
             "runs": rows, "tta": tta, "tta_adopted": tta["val"]["delta"]["ci95"][0] > 0,
             "tta_cost": {"forward_passes": len(TTA_SHIFTS), "seconds_plain": seconds["plain"],
