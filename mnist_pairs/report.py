@@ -19,7 +19,7 @@ import torch
 
 from .data import load_data, pair_balance
 from .ablation import IMPROVED_FROM, ablation_rows, adopted, improved_check, paired, timeline
-from .confirmation import report_facts
+from .confirmation import PLAN, published_seed, report_facts
 from .mnist import FASHION_CLASSES, MNIST_FILES
 from .models import build_model, count_parameters
 from .paths import REPORTS_DIR, atomic_write_text, resolve
@@ -78,27 +78,46 @@ def percentile_of(value: float, xs: list[float]) -> float:
     return 100 * sum(x < value for x in xs) / len(xs)
 
 
+REPRO_KEYS = (("heldout_acc", "best_heldout"), ("test_acc", "best_test"), ("confirm_acc", "best_confirm"))
+
+
 def repro_check(fresh: dict, group: dict) -> dict | None:
-    """This machine's fresh seed-42 run against the committed multi-seed distribution:
-    inside or outside the 95 % prediction interval for one new run, and by how much."""
+    """This machine's fresh run against the committed multi-seed distribution: inside or outside
+    the 95 % prediction interval for one new run, and by how much (held-out, test, and
+    confirmation accuracy where both have it). If the group has a run of the same training seed,
+    also whether the fresh run's metrics equal that run's exactly."""
     from .summary import t95
 
     n = group["n_runs"]
     if n < 2:
         return None
-    out = {"n": n, "group": group["group"]}
-    for key, value in (("heldout_acc", fresh["results"]["best_heldout"]["acc"]),
-                       ("test_acc", fresh["results"]["best_test"]["acc"])):
+    out = {"n": n, "group": group["group"], "keys": []}
+    for key, result in REPRO_KEYS:
+        if result not in fresh["results"] or group["mean"].get(key) is None:
+            continue
+        value = fresh["results"][result]["acc"]
         m, sd = group["mean"][key], group["sd"][key]
         half = t95(n) * sd * math.sqrt(1 + 1 / n)
         lo, hi = m - half, m + half
         out[key] = {"value": value, "mean": m, "lo": lo, "hi": hi, "inside": lo <= value <= hi,
                     "off_by": 0.0 if lo <= value <= hi else (value - hi if value > hi else value - lo)}
+        out["keys"].append(key)
     envs = {environment_key(r | {"device": r["device"]}) for r in group["runs"]}
     out["same_environment"] = all(r["cpu"] == fresh["env"]["cpu"] and r["precision"] == fresh["env"]["precision"]
                                   and r["torch"] == fresh["env"]["torch"] for r in group["runs"])
     out["sweep_envs"] = len(envs)
+    twin = next((r for r in group["runs"] if r["seed"] == fresh["cfg"]["seed"]), None)
+    if twin is not None:
+        out["twin"] = {"seed": twin["seed"], "identical": all(
+            out[k]["value"] == twin[k] for k in out["keys"]) and fresh["results"]["best_val"]["acc"] == twin["val_acc"]}
     return out
+
+
+def is_committed_run(run: dict, group: dict | None) -> bool:
+    """Whether a published run is one of the group's runs itself (same seed, same start time),
+    not a fresh run of the same configuration."""
+    return bool(group) and any(r["seed"] == run["cfg"]["seed"] and r.get("started")
+                               and r["started"] == run["env"].get("started") for r in group["runs"])
 
 
 def _pick(groups: dict, name: str, model: str, protocol: str) -> dict | None:
@@ -136,6 +155,8 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
     sweep_dates = sorted(r["finished"] for g in seed_groups.values() for r in g["runs"])
     benches = bench_jsons(reports_dir)
     bench = benches[0]
+    I = run_facts(Run(reports_dir / "runs" / "improved")) if (reports_dir / "runs" / "improved" / "results.json").is_file() else None
+    confirm_group = groups.get(PLAN["improved"])
     rel = lambda p: os.path.relpath(p, reports_dir)
     return {
         "seed": SEED, "seed_row": SEED_HISTORY[SEED["best_epoch"] - 1], "commit": short_commit(S["env"]["git_commit"]),
@@ -156,8 +177,10 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
         "fashion_classes": FASHION_CLASSES, "ablation": ablation_rows(groups), "target_heldout": TARGET_HELDOUT,
         "improved": groups.get(IMPROVED_FROM), "improved_check": improved_check(groups),
         "timeline": timeline(groups), "confirmation": report_facts(groups, reports_dir),
-        "improved_run": run_facts(Run(reports_dir / "runs" / "improved"))
-        if (reports_dir / "runs" / "improved" / "results.json").is_file() else None,
+        "improved_run": I, "improved_pick": published_seed(confirm_group) if confirm_group else None,
+        "improved_is_confirmation_run": I is not None and is_committed_run(I, confirm_group),
+        "improved_repro": repro_check(I, confirm_group) if I and confirm_group and not is_committed_run(I, confirm_group)
+        else None,
         "ablation_figures": [rel(reports_dir / "figures" / "ablation" / f) for f in ("heldout.png", "curves.png")
                              if (reports_dir / "figures" / "ablation" / f).is_file()], "sweep_envs": sweep_envs,
         "sweep_period": (sweep_dates[0], sweep_dates[-1]) if sweep_dates else None,

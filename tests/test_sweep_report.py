@@ -150,3 +150,38 @@ def test_a_stacked_lever_is_paired_with_the_lever_it_extends():
     assert adopted(rows[stacked]) == (d["ci95"][0] > 0)
     del groups[under]  # without the lever underneath, the stacked one has nothing to be paired with
     assert stacked not in {r["group"]["group"] for r in ablation_rows(groups)}
+
+
+def _group(values: dict[int, float], started: str = "2026-01-01T00:00:0") -> dict:
+    """A summary group of runs with the given held-out accuracy per seed (fixture for repro_check)."""
+    runs = [{"seed": s, "val_acc": 0.99, "heldout_acc": v, "test_acc": 0.98, "started": f"{started}{s}",
+             "cpu": "AMD EPYC", "precision": "fp32", "torch": "2.14.1", "device": "cpu", "gpu": None,
+             "torch_threads": 2} for s, v in values.items()]
+    vs = list(values.values())
+    mean = sum(vs) / len(vs)
+    sd = (sum((v - mean) ** 2 for v in vs) / (len(vs) - 1)) ** 0.5
+    return {"group": "g__validation", "n_runs": len(runs), "runs": runs,
+            "mean": {"heldout_acc": mean, "test_acc": 0.98}, "sd": {"heldout_acc": sd, "test_acc": 0.001}}
+
+
+def _fresh(seed: int, heldout: float, started: str) -> dict:
+    return {"cfg": {"seed": seed}, "env": {"cpu": "AMD EPYC", "precision": "fp32", "torch": "2.14.1", "started": started},
+            "results": {"best_val": {"acc": 0.99}, "best_heldout": {"acc": heldout}, "best_test": {"acc": 0.98}}}
+
+
+def test_a_fresh_run_of_a_committed_seed_is_checked_against_that_run_and_the_distribution():
+    group = _group({5: 0.993, 6: 0.994, 7: 0.995})
+    same = R.repro_check(_fresh(6, 0.994, "2026-02-02T00:00:00"), group)
+    assert same["keys"] == ["heldout_acc", "test_acc"] and same["heldout_acc"]["inside"]
+    assert same["twin"] == {"seed": 6, "identical": True}
+    moved = R.repro_check(_fresh(6, 0.9941, "2026-02-02T00:00:00"), group)
+    assert moved["twin"]["identical"] is False and moved["heldout_acc"]["inside"]
+    far = R.repro_check(_fresh(42, 0.95, "2026-02-02T00:00:00"), group)
+    assert "twin" not in far and not far["heldout_acc"]["inside"] and far["heldout_acc"]["off_by"] < 0
+
+
+def test_a_published_confirmation_run_is_not_compared_with_itself():
+    group = _group({5: 0.993, 6: 0.994, 7: 0.995})
+    assert R.is_committed_run(_fresh(6, 0.994, "2026-01-01T00:00:06"), group)       # the committed run itself
+    assert not R.is_committed_run(_fresh(6, 0.994, "2026-02-02T00:00:00"), group)   # a fresh run of its seed
+    assert not R.is_committed_run(_fresh(6, 0.994, "2026-01-01T00:00:06"), None)
