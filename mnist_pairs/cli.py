@@ -25,6 +25,7 @@ import sys
 
 from .config import Config, load_config, parse_override
 from .errors import ConfigError, UserError
+from .study import STUDY_PARAMS
 
 
 def _defaults_table() -> str:
@@ -79,9 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(experiments/sweeps/confirm_improved__validation) -> reports/confirmation_levers.json")
     sub.add_parser("publish-improved", help="publish the confirmation run picked on validation accuracy as "
                    "reports/runs/improved/ (notebook 03), then rewrite the report")
-    s = sub.add_parser("study", help="the full study: notebooks 01→02→03 for both seed configs, then the report")
+    s = sub.add_parser("study", help="the full study: notebooks 01→02→03 for each params file, then the report")
     s.add_argument("--params", nargs="+", default=None,
-                   help="params files to train and publish (default: params/seed_siamese.yaml params/seed_concat.yaml)")
+                   help="params files to train and publish (default: " + " ".join(STUDY_PARAMS) + ")")
     s.add_argument("--report-only", action="store_true", help="regenerate the report from published runs")
     s.add_argument("--smoke", action="store_true",
                    help="the same study with tiny settings on a scratch copy of reports/ (make study-smoke); "
