@@ -91,7 +91,7 @@ RULE_EVENTS = [
     {"commit": "0fbee7a", "time": "2026-11-29T19:33:13+00:00",
      "what": "登记发布哪一个确认运行（验证对准确率最高的训练种子）"},
 ]
-RUN_TIMES_ZONE = "UTC"  # run files' `finished`/`started` are the machines' local times, which run on UTC
+RUN_TIMES_ZONE = "UTC"  # run files' `started` (train.py) and summary rows' `finished` (summary.py) are UTC: paths.utc_time
 
 
 TIMELINE_GROUPS = ["lever_shared_e100__validation", *EXTENDS, "confirm_seed__validation", "confirm_improved__validation"]

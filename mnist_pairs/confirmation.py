@@ -45,6 +45,7 @@ from pathlib import Path
 import torch
 
 from .ablation import paired
+from .config import load_config
 from .errors import RunNotFound
 from .summary import interval
 
@@ -174,14 +175,33 @@ def measure_levers(group_dir: Path, log=print) -> dict:
 # --------------------------------------------------------------------------- what the report says
 
 PLAN_COMMIT = "ed9234e"  # the commit that registered PLAN (ablation.RULE_EVENTS has its time)
+PICK_COMMIT = "0fbee7a"  # the commit that registered published_seed
+STRETCH_HELDOUT = 0.995  # issue 18's stretch target for held-out accuracy: each row is held against it, none is chosen by it
 
 
 def pairs_seen(group_dir: Path) -> dict | None:
-    """Labelled training pairs per run (the sum of history.json's train_pairs), over a group's runs."""
+    """Labelled training pairs per run, over a group's runs: the sum of history.json's
+    `train_pairs` (shared encoding records each epoch's), else epochs x config.yaml's
+    `train_pairs` (pair sampling draws that many a epoch)."""
     import json
 
-    totals = [sum(h["train_pairs"] for h in json.loads(p.read_text())) for p in sorted(group_dir.glob("seed*/history.json"))]
+    import yaml
+
+    totals = []
+    for p in sorted(group_dir.glob("seed*/history.json")):
+        history = json.loads(p.read_text())
+        per_epoch = yaml.safe_load((p.parent / "config.yaml").read_text())["train_pairs"]
+        totals.append(sum(h.get("train_pairs", per_epoch) for h in history))
     return {"min": min(totals), "max": max(totals), "mean": sum(totals) / len(totals)} if totals else None
+
+
+def stretch_rows(levers: dict | None) -> list[dict]:
+    """Each lever row's held-out accuracy against STRETCH_HELDOUT (reported per row; nothing is chosen by it)."""
+    if not levers:
+        return []
+    rows = [("single", levers["tta"]["heldout"]["plain"]["mean"]), ("tta", levers["tta"]["heldout"]["tta"]["mean"]),
+            ("ensemble", levers["ensemble"]["heldout"]["acc"])]
+    return [{"row": k, "heldout_acc": v, "met": v >= STRETCH_HELDOUT, "short_by": max(STRETCH_HELDOUT - v, 0.0)} for k, v in rows]
 
 
 def report_facts(groups: dict, reports_dir: Path) -> dict | None:
@@ -193,14 +213,22 @@ def report_facts(groups: dict, reports_dir: Path) -> dict | None:
     imp, base = groups.get(PLAN["improved"]), groups.get(PLAN["baseline"])
     if imp is None and base is None:
         return None
-    plan_time = next(e for e in RULE_EVENTS if e["commit"] == PLAN_COMMIT)["time"][:19]
-    started = sorted(r["started"] for g in (imp, base) if g for r in g["runs"] if r.get("started"))
     levers_file = reports_dir / "confirmation_levers.json"
+    levers = json.loads(levers_file.read_text()) if levers_file.is_file() else None
+    plan_time, pick_time = (next(e for e in RULE_EVENTS if e["commit"] == c)["time"][:19] for c in (PLAN_COMMIT, PICK_COMMIT))
+    started = sorted(r["started"] for g in (imp, base) if g for r in g["runs"] if r.get("started"))
     return {"plan": PLAN, "plan_commit": PLAN_COMMIT, "plan_time": plan_time.replace("T", " "),
             "first_started": started[0].replace("T", " ") if started else None,
             "plan_first": bool(started) and all(s > plan_time for s in started) and
             all(r.get("started") for g in (imp, base) if g for r in g["runs"]),
+            "pick_commit": PICK_COMMIT, "pick_time": pick_time.replace("T", " "),
+            "pick_first": bool(imp) and all(r["finished"] > pick_time for r in imp["runs"]),
+            "seeds_fresh": not any(r["seed"] in PLAN["seeds"] for name, g in groups.items()
+                                   if name not in (PLAN["improved"], PLAN["baseline"]) for r in g["runs"]),
+            "baseline_pairs_per_epoch": base["config"]["train_pairs"] if base
+            else load_config(f"params/{PLAN['baseline'].split('__')[0]}.yaml").train_pairs,
             "improved": imp, "baseline": base, "verdict": outcome(groups),
             "pairs_seen": {k: pairs_seen(reports_dir / "sweeps" / PLAN[k]) for k in ("improved", "baseline")},
-            "levers": json.loads(levers_file.read_text()) if levers_file.is_file() else None,
+            "levers": levers, "stretch": stretch_rows(levers), "stretch_target": STRETCH_HELDOUT,
+            "run_precisions": sorted({r["precision"] for r in imp["runs"]}) if imp else [],
             "tta_shifts": len(TTA_SHIFTS)}

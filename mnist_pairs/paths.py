@@ -52,3 +52,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def utc_time(timestamp: float) -> str:
+    """A POSIX time as naive ISO-8601 UTC to the second ("2026-11-29T19:35:05"): the form of run
+    files' `started`/`finished`, compared as strings with commit times (ablation.RULE_EVENTS)."""
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(timestamp, timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+def utc_now() -> str:
+    import time
+
+    return utc_time(time.time())

@@ -120,6 +120,13 @@ def is_committed_run(run: dict, group: dict | None) -> bool:
                                and r["started"] == run["env"].get("started") for r in group["runs"])
 
 
+def improved_pick_ok(run: dict | None, group: dict | None, cf: dict | None) -> bool:
+    """Whether the published improved run's training seed is the one the registered rule picks:
+    among the complete confirmation, registered before every confirmation run finished."""
+    return bool(run and group and cf and cf["verdict"] and cf["verdict"]["complete"] and cf["pick_first"]
+                and published_seed(group) == run["cfg"]["seed"])
+
+
 def _pick(groups: dict, name: str, model: str, protocol: str) -> dict | None:
     """The group `name`, else the first plain MNIST group of that model and protocol (not an
     ablation, open-set or other-dataset group)."""
@@ -157,6 +164,7 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
     bench = benches[0]
     I = run_facts(Run(reports_dir / "runs" / "improved")) if (reports_dir / "runs" / "improved" / "results.json").is_file() else None
     confirm_group = groups.get(PLAN["improved"])
+    cf = report_facts(groups, reports_dir)
     rel = lambda p: os.path.relpath(p, reports_dir)
     return {
         "seed": SEED, "seed_row": SEED_HISTORY[SEED["best_epoch"] - 1], "commit": short_commit(S["env"]["git_commit"]),
@@ -176,8 +184,8 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
         "openset_rows": openset_rows(groups.get("unseen_digits__validation")), "fashion": groups.get("fashion_siamese__validation"),
         "fashion_classes": FASHION_CLASSES, "ablation": ablation_rows(groups), "target_heldout": TARGET_HELDOUT,
         "improved": groups.get(IMPROVED_FROM), "improved_check": improved_check(groups),
-        "timeline": timeline(groups), "confirmation": report_facts(groups, reports_dir),
-        "improved_run": I, "improved_pick": published_seed(confirm_group) if confirm_group else None,
+        "timeline": timeline(groups), "confirmation": cf,
+        "improved_run": I, "improved_pick_ok": improved_pick_ok(I, confirm_group, cf),
         "improved_is_confirmation_run": I is not None and is_committed_run(I, confirm_group),
         "improved_repro": repro_check(I, confirm_group) if I and confirm_group and not is_committed_run(I, confirm_group)
         else None,

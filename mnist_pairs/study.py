@@ -179,7 +179,7 @@ def publish_improved(reports_dir: Path = REPORTS_DIR) -> Path:
     """Publish the improved model: the confirmation run picked on validation accuracy
     (confirmation.published_seed) goes through notebook 03 to runs/improved/ and figures/improved/;
     then the report is rewritten. Needs the confirmation runs' folders (`make confirm`)."""
-    from .confirmation import PLAN, published_seed
+    from .confirmation import PLAN, outcome, published_seed
     from .errors import RunNotFound
     from .paths import resolve
     from .report import write_report
@@ -189,6 +189,11 @@ def publish_improved(reports_dir: Path = REPORTS_DIR) -> Path:
     groups = json.loads((reports_dir / "summary.json").read_text())["groups"]
     if PLAN["improved"] not in groups:
         raise RunNotFound(f"no {PLAN['improved']} group in {reports_dir / 'summary.json'}: run `make confirm` first")
+    verdict = outcome(groups)
+    if verdict is None or not verdict["complete"]:
+        raise RunNotFound(f"the confirmation is not complete ({verdict['seeds'] if verdict else 'no baseline group'}; "
+                          f"planned seeds {PLAN['seeds']} for both groups): "
+                          "the published seed is picked among all of them; run `make confirm` first")
     seed = published_seed(groups[PLAN["improved"]])
     run_dir = resolve(SWEEPS_DIR) / PLAN["improved"] / f"seed{seed}"
     if not (run_dir / "best.pt").is_file():

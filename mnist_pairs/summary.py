@@ -17,11 +17,10 @@ import json
 import math
 import shutil
 import statistics
-from datetime import datetime
 from pathlib import Path
 
 from .models import build_model, count_parameters
-from .paths import REPORTS_DIR, atomic_write_bytes, resolve
+from .paths import REPORTS_DIR, atomic_write_bytes, resolve, utc_now, utc_time
 from .errors import RunNotFound
 from .runs import Run, write_json
 from .sweep import SWEEPS_DIR
@@ -51,7 +50,7 @@ def run_row(run: Run) -> dict:
            "train_seconds": r["train_seconds"], "autocast": env["autocast"], "precision": env["precision"],
            "cpu": env["cpu"], "cpu_native_bf16": env.get("cpu_native_bf16"), "device": env["device"],
            "gpu": env.get("gpu"), "torch": env["torch"], "git_commit": env["git_commit"], "started": env.get("started"),
-           "finished": datetime.fromtimestamp((run.dir / "results.json").stat().st_mtime).isoformat(timespec="seconds")}
+           "finished": utc_time((run.dir / "results.json").stat().st_mtime)}
     if "best_confirm" in r:    # the confirmation set (confirmation.py)
         c = r["best_confirm"]
         row |= {"confirm_acc": c["acc"], "confirm_auc": c["auc"], "confirm_ci95": c["ci95"], "confirm_pairs": c["pairs"]}
@@ -146,7 +145,7 @@ def summarize(sweeps_dir: str = SWEEPS_DIR, out: Path = REPORTS_DIR / "summary.j
             for run in runs:
                 for f in RUN_FILES:
                     atomic_write_bytes(out.parent / "sweeps" / g["group"] / run.dir.name / f, (run.dir / f).read_bytes())
-    summary = {"command": "python -m mnist_pairs summarize", "written": datetime.now().isoformat(timespec="seconds"),
+    summary = {"command": "python -m mnist_pairs summarize", "written": utc_now(),
                "groups": {g["group"]: g for g in groups}}
     write_json(out, summary)
     return summary

@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import sys
 import time
-from datetime import datetime
 
 import numpy as np
 import torch
@@ -32,7 +31,7 @@ from .data import PairSet, RunData, load_data, train_pairs
 from .errors import ConfigError, RunNotFound, TrainingDiverged
 from .metrics import accuracy_at, choose_threshold, image_bootstrap_ci, pair_metrics
 from .models import build_model, count_parameters, score_pairs
-from .paths import atomic_write_bytes, atomic_write_text, resolve
+from .paths import atomic_write_bytes, atomic_write_text, resolve, utc_now
 from .runs import LATEST_POINTER, Run, load_checkpoint, new_run_dir, save_checkpoint, write_json
 from .shared_encoding import train_epoch_shared
 from .tboard import TensorBoardLog
@@ -155,11 +154,11 @@ def _open_run_dir(cfg: Config, run_dir, state, data: DeviceData, env: dict):
     if run_dir is None:
         run_dir = new_run_dir(cfg)
         env.update(model=cfg.model, subset_index_sha256=data.cpu.subset.index_sha256,
-                   started=datetime.now().isoformat(timespec="seconds"))
+                   started=utc_now())
         write_json(run_dir / "env.json", env)
     else:
         original = Run(run_dir).env
-        original.setdefault("resumes", []).append({"at": datetime.now().isoformat(timespec="seconds"),
+        original.setdefault("resumes", []).append({"at": utc_now(),
                                                    "from_epoch": state["epoch"], **env})
         write_json(run_dir / "env.json", original)
     atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())

@@ -51,6 +51,22 @@ def test_a_run_scores_the_confirmation_set_once_at_the_end(confirm_run):
     assert row["started"] <= row["finished"]
 
 
+def test_pairs_seen_counts_sampled_and_shared_runs(confirm_run, tmp_path):
+    """A pair-sampled run's history has no train_pairs (its config's count per epoch is used); a
+    shared-encoding run's history records each epoch's."""
+    import json
+    import shutil
+
+    group = tmp_path / "g"
+    shutil.copytree(confirm_run.dir, group / "seed5")
+    assert "train_pairs" not in confirm_run.records[0]
+    assert CF.pairs_seen(group) == {"min": 512, "max": 512, "mean": 512}           # 1 epoch x 512 pairs
+    (group / "seed6").mkdir()
+    shutil.copy(confirm_run.dir / "config.yaml", group / "seed6" / "config.yaml")
+    (group / "seed6" / "history.json").write_text(json.dumps([{"train_pairs": 1000}, {"train_pairs": 1100}]))
+    assert CF.pairs_seen(group) == {"min": 512, "max": 2100, "mean": (512 + 2100) / 2}
+
+
 def _group(name: str, seeds, confirm, heldout) -> dict:
     runs = [{"seed": s, "confirm_acc": c, "heldout_acc": h, "val_acc": h} for s, c, h in zip(seeds, confirm, heldout)]
     return {"group": name, "runs": runs, "mean": {"heldout_acc": interval(heldout)["mean"]}}

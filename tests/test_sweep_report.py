@@ -185,3 +185,14 @@ def test_a_published_confirmation_run_is_not_compared_with_itself():
     assert R.is_committed_run(_fresh(6, 0.994, "2026-01-01T00:00:06"), group)       # the committed run itself
     assert not R.is_committed_run(_fresh(6, 0.994, "2026-02-02T00:00:00"), group)   # a fresh run of its seed
     assert not R.is_committed_run(_fresh(6, 0.994, "2026-01-01T00:00:06"), None)
+
+
+def test_the_pick_sentence_needs_the_picked_seed_a_complete_confirmation_and_the_rule_first():
+    group = _group({5: 0.993, 6: 0.994, 7: 0.995})
+    for r, val in zip(group["runs"], (0.990, 0.995, 0.991)):
+        r["val_acc"] = val                                                   # seed 6 has the best validation accuracy
+    cf = {"verdict": {"complete": True}, "pick_first": True}
+    assert R.improved_pick_ok(_fresh(6, 0.994, "x"), group, cf)
+    assert not R.improved_pick_ok(_fresh(7, 0.995, "x"), group, cf)          # not the picked seed
+    assert not R.improved_pick_ok(_fresh(6, 0.994, "x"), group, cf | {"pick_first": False})
+    assert not R.improved_pick_ok(_fresh(6, 0.994, "x"), group, {"verdict": {"complete": False}, "pick_first": True})
