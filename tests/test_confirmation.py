@@ -3,6 +3,8 @@ drawn from MNIST training images outside the subset only, scored once at the end
 never per epoch; the verdict follows the registered rule."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -156,12 +158,12 @@ def test_the_report_words_the_confirmation_as_its_facts_say(tmp_path, mnist_root
 
     text = render({CF.PLAN["baseline"]: fake(CF.PLAN["baseline"], [5, 6, 7, 8, 9], 0.0),
                    CF.PLAN["improved"]: fake(CF.PLAN["improved"], [5, 6], 0.012)})
-    assert "确认运行尚未全部完成" in text and "改进配置 5,6" in text and "**确认**" not in text
+    assert "确认运行尚未全部完成" in text and "改进配置 5、6" in text and "按预先登记的规则确认" not in text
     text = render({CF.PLAN["improved"]: fake(CF.PLAN["improved"], [5, 6, 7, 8, 9], 0.012)})
-    assert "**确认**：确认集 Δ +1.20 ± 0.00" in text, text[text.index("#### 改进配置的确认"):][:3000]
-    assert "每一个确认运行都在计划提交之后开始" in text
+    assert "**按预先登记的规则确认**：确认集 Δ 为 +1.20 ± 0.00" in text, text[text.index("#### 改进配置的确认"):][:3000]
+    assert "所有确认运行都在计划登记之后开始" in text and "并非" not in text
     text = render({CF.PLAN["improved"]: fake(CF.PLAN["improved"], [5, 6, 7, 8, 9], 0.012, plan_ok=False)})
-    assert "并非每一个确认运行都在计划提交之后开始" in text
+    assert "**并非所有确认运行都在计划登记之后开始**" in text
 
 
 def test_shift_moves_images_and_fills_with_background():
@@ -193,3 +195,20 @@ def test_tta_and_ensemble_on_two_tiny_confirmation_runs(confirm_run):
     assert out["ensemble"]["members"] == 2 and out["ensemble"]["params"] == 2 * out["params"]
     assert out["ensemble"]["heldout"]["ci95"][0] <= out["ensemble"]["heldout"]["acc"] <= out["ensemble"]["heldout"]["ci95"][1]
     assert out["tta_cost"]["forward_passes"] == len(CF.TTA_SHIFTS) and out["tta_cost"]["ratio"] > 1
+
+
+def test_make_study_trains_the_published_confirmation_run_again():
+    """params/improved.yaml (make study) is the confirmation configuration on the seed the
+    registered rule picked, so a study's improved run can be held against that committed run."""
+    import json
+
+    from mnist_pairs.paths import REPORTS_DIR
+    from mnist_pairs.study import STUDY_PARAMS
+
+    assert "params/improved.yaml" in STUDY_PARAMS
+    groups = json.loads((REPORTS_DIR / "summary.json").read_text())["groups"]
+    if CF.PLAN["improved"] not in groups:
+        pytest.skip("no confirmation group in reports/summary.json yet (make confirm)")
+    study, confirm = load_config("params/improved.yaml"), load_config("params/confirm_improved.yaml")
+    assert study.seed == CF.published_seed(groups[CF.PLAN["improved"]])
+    assert dataclasses.replace(study, seed=confirm.seed) == confirm
