@@ -54,7 +54,7 @@ sweep-beyond: $(STAMP)
 
 # The report's section 5 (issue 9): the seed's steps one change at a time (params/ablate_*.yaml,
 # seeds 0-2; step 1, seed_concat, comes from `make sweep`), and the project's levers (params/lever_*.yaml: step 7 on seeds 0-2, step 8
-# on seeds 0-4; mnist_pairs/ablation.py has the adoption rule). Each sweep resumes and skips what is done.
+# on seeds 0-4; mnist_pairs/study/ablation.py has the adoption rule). Each sweep resumes and skips what is done.
 ABLATE  = ablate_bce_sigmoid ablate_adam ablate_fp32 ablate_random_pairs ablate_no_augment ablate_no_dropout \
           ablate_constant_lr ablate_epochs10 ablate_epochs50
 LEVERS7 = lever_shared_e25 lever_cosine_ema
@@ -75,7 +75,7 @@ sweep-fused: $(STAMP)
 		$(BIN)/python -m mnist_pairs sweep --params params/$$p.yaml --protocol validation --seeds 0-2 || exit 1; done
 	$(BIN)/python -m mnist_pairs summarize
 
-# The improved model's confirmation (mnist_pairs/confirmation.py, registered before its runs): the
+# The improved model's confirmation (mnist_pairs/study/confirmation.py, registered before its runs): the
 # seed configuration and the improved one on fresh training seeds 5-9, each run scored once at the
 # end on the confirmation set (40,000 pairs among the MNIST training images outside the subset);
 # then test-time augmentation and the 5-seed ensemble on those runs, and the run picked on

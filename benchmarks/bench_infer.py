@@ -8,7 +8,7 @@
      then every query compared with the whole gallery through the head only
      (`mnist_pairs.models.embed_images` + `one_vs_many`): how a user searches a gallery;
 also how fast the gallery is embedded; and, for a run with best.pt, (i) and (ii) again with the
-run's ONNX export in onnxruntime (fp32; `mnist_pairs.deploy`). Both use the same weights (the run's best.pt, or random
+run's ONNX export in onnxruntime (fp32; `mnist_pairs.serve.deploy`). Both use the same weights (the run's best.pt, or random
 weights when the run folder has none: throughput does not depend on them), in eval mode, with
 the project's defaults on this CPU (channels_last, the precision "auto" resolves to). Median of
 --reps. Writes data only: the last line printed is one JSON object; `--out FILE` also writes it.
@@ -38,7 +38,7 @@ def onnx_rows(run: Run, test, n_queries: int, reps: int) -> dict:
     import numpy as np
     import onnxruntime as ort
 
-    from mnist_pairs.deploy import OnnxScorer, export_onnx
+    from mnist_pairs.serve.deploy import OnnxScorer, export_onnx
 
     with tempfile.TemporaryDirectory() as tmp:
         export_onnx(run, tmp, pair=True)

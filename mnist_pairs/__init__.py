@@ -1,7 +1,10 @@
 """mnist-pairs: does a pair of MNIST digits show the same digit?
 
-Modules by concept, lower ones never importing higher ones: paths, errors, config, mnist
-(verified files), data (subset, pairs, pair sets), augment, models, hardware, metrics, plots,
-runs (run folders), train (fit -> Run), analysis, tables, sweep (Optuna), summary, report
-(facts + Jinja2 template), study (`make study`), cli (`python -m mnist_pairs`).
+The thin library the notebooks import sits flat here, lower modules never importing higher ones:
+paths, errors, metrics, seed_reference; config, mnist, hardware, plots; data, optim; models,
+augment, tables; runs, shared_encoding, openset, tboard; train (fit -> Run), analysis.
+Three layers have folders of their own: accel/ (fused CPU kernels, data-parallel training; the
+library uses them), serve/ (the published model on people's pictures, ONNX) and study/ (sweeps,
+summary, ablation and confirmation rules, calibration, the report, the `make study` pipeline),
+which read what the library writes. cli (`python -m mnist_pairs`) sits on top of all of them.
 """

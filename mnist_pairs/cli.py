@@ -25,7 +25,7 @@ import sys
 
 from .config import Config, load_config, parse_override
 from .errors import ConfigError, UserError
-from .study import STUDY_PARAMS
+from .study.pipeline import STUDY_PARAMS
 
 
 def _defaults_table() -> str:
@@ -121,7 +121,7 @@ def _run(args) -> int:
         print(run.dir)
         return 0
     if args.command == "sweep":
-        from .sweep import SweepSpec, parse_seeds, sweep
+        from .study.sweep import SweepSpec, parse_seeds, sweep
 
         overrides = tuple(parse_override(o) for o in args.overrides)
         protocol = args.protocol or load_config(args.params, **dict(overrides)).protocol
@@ -131,10 +131,10 @@ def _run(args) -> int:
             print(r.dir)
         return 0
     if args.command == "summarize":
-        from .summary import summarize
+        from .study.summary import summarize
 
-        from .ablation import write_figures
-        from .report import update_readme
+        from .study.ablation import write_figures
+        from .study.report import update_readme
 
         s = summarize()
         for name, g in s["groups"].items():
@@ -144,7 +144,7 @@ def _run(args) -> int:
         update_readme()
         return 0
     if args.command == "calibrate":
-        from .calibration import calibrate
+        from .study.calibration import calibrate
         from .paths import REPORTS_DIR
         from .plots import plot_reliability, save_figure
 
@@ -159,13 +159,13 @@ def _run(args) -> int:
               f"{m['heldout_ece_scaled']:.4f}; test ECE {m['test_ece']:.4f} -> {m['test_ece_scaled']:.4f}")
         return 0
     if args.command == "readme":
-        from .report import update_readme
+        from .study.report import update_readme
 
         print(update_readme())
         return 0
     if args.command == "export":
         from .data import load_data
-        from .deploy import default_run, export_onnx, parity
+        from .serve.deploy import default_run, export_onnx, parity
         from .runs import Run
 
         run = Run.open(args.run) if args.run else default_run()
@@ -182,24 +182,24 @@ def _run(args) -> int:
     if args.command == "confirm-levers":
         import json
 
-        from .confirmation import PLAN, measure_levers
+        from .study.confirmation import PLAN, measure_levers
         from .paths import REPORTS_DIR, atomic_write_text, resolve
-        from .sweep import SWEEPS_DIR
+        from .study.sweep import SWEEPS_DIR
 
         out = measure_levers(resolve(SWEEPS_DIR) / PLAN["improved"])
         print(atomic_write_text(REPORTS_DIR / "confirmation_levers.json", json.dumps(out, indent=1)))
         return 0
     if args.command == "publish-improved":
-        from .study import publish_improved
+        from .study.pipeline import publish_improved
 
         print(publish_improved())
         return 0
     if args.command == "compare":
-        from .compare import compare
+        from .serve.compare import compare
 
         return compare(args)
     if args.command == "study":
-        from .study import run_study, smoke
+        from .study.pipeline import run_study, smoke
 
         if args.smoke:
             if args.report_only:

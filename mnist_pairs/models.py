@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .fused import run_sequential
+from .accel.fused import run_sequential
 
 
 def _conv_block(cin: int, cout: int, k: int) -> list[nn.Module]:

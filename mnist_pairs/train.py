@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import augment as A
-from . import distributed as D
-from . import fused as FU
+from .accel import distributed as D
+from .accel import fused as FU
 from . import hardware as H
 from . import openset
 from . import optim as O

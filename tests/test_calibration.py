@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from mnist_pairs import calibration as K
+from mnist_pairs.study import calibration as K
 from mnist_pairs.data import load_data
 from mnist_pairs.metrics import probability
 from mnist_pairs.paths import REPORTS_DIR

@@ -1,4 +1,4 @@
-"""The confirmation set and plan (mnist_pairs/confirmation.py): the pairs are the registered ones,
+"""The confirmation set and plan (mnist_pairs/study/confirmation.py): the pairs are the registered ones,
 drawn from MNIST training images outside the subset only, scored once at the end of a run and
 never per epoch; the verdict follows the registered rule."""
 from __future__ import annotations
@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_pairs import confirmation as CF
+from mnist_pairs.study import confirmation as CF
 from mnist_pairs import train as T
 from mnist_pairs.config import Config, load_config
 from mnist_pairs.data import digest, load_data
 from mnist_pairs.runs import Run
-from mnist_pairs.summary import interval, run_row
+from mnist_pairs.study.summary import interval, run_row
 
 
 def test_confirmation_pairs_are_the_registered_ones_outside_the_subset(mnist_root):
@@ -99,7 +99,7 @@ def test_rule_events_are_the_commits_git_knows(tmp_path):
     """Each commit time the report's timeline states is the commit's own (when git can tell)."""
     import subprocess
 
-    from mnist_pairs.ablation import RULE_EVENTS
+    from mnist_pairs.study.ablation import RULE_EVENTS
     from mnist_pairs.paths import PROJECT_ROOT
 
     checked = 0
@@ -115,7 +115,7 @@ def test_rule_events_are_the_commits_git_knows(tmp_path):
 
 
 def test_timeline_lists_the_runs_finished_before_each_commit():
-    from mnist_pairs.ablation import RULE_EVENTS, timeline
+    from mnist_pairs.study.ablation import RULE_EVENTS, timeline
 
     t0 = RULE_EVENTS[0]["time"][:19]
     groups = {"lever_shared_e100__validation": {"runs": [{"seed": 0, "finished": "2000-01-01T00:00:00"},
@@ -132,7 +132,7 @@ def test_the_report_words_the_confirmation_as_its_facts_say(tmp_path, mnist_root
     import json
     import shutil
 
-    from mnist_pairs import report as R
+    from mnist_pairs.study import report as R
     from mnist_pairs.paths import REPORTS_DIR
 
     reports = tmp_path / "reports"
@@ -203,7 +203,7 @@ def test_make_study_trains_the_published_confirmation_run_again():
     import json
 
     from mnist_pairs.paths import REPORTS_DIR
-    from mnist_pairs.study import STUDY_PARAMS
+    from mnist_pairs.study.pipeline import STUDY_PARAMS
 
     assert "params/improved.yaml" in STUDY_PARAMS
     groups = json.loads((REPORTS_DIR / "summary.json").read_text())["groups"]

@@ -17,9 +17,9 @@ from PIL import Image
 
 from mnist_pairs.config import load_config
 from mnist_pairs.data import load_data
-from mnist_pairs.deploy import OnnxScorer, TorchScorer, export_onnx, pair_logits, parity
+from mnist_pairs.serve.deploy import OnnxScorer, TorchScorer, export_onnx, pair_logits, parity
 from mnist_pairs.errors import ConfigError
-from mnist_pairs.images import ImageError, load_digit
+from mnist_pairs.serve.images import ImageError, load_digit
 from mnist_pairs.metrics import probability
 from mnist_pairs.paths import PROJECT_ROOT, REPORTS_DIR
 from mnist_pairs.runs import Run
@@ -178,7 +178,7 @@ def test_heldout_embeddings_cluster_by_digit_and_the_figures_draw(run, mnist_roo
 
 def test_the_default_model_is_the_best_published_one(tmp_path, monkeypatch):
     from mnist_pairs import paths
-    from mnist_pairs.deploy import default_run
+    from mnist_pairs.serve.deploy import default_run
 
     reports = tmp_path / "reports"
     shutil.copytree(RUN, reports / "runs" / "seed_siamese")

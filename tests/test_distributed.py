@@ -15,7 +15,7 @@ import torch.multiprocessing as mp
 
 from mnist_pairs import train as T
 from mnist_pairs.config import Config
-from mnist_pairs.distributed import Dist
+from mnist_pairs.accel.distributed import Dist
 from mnist_pairs.errors import ConfigError
 
 # dropout off: with it, the ranks' masks differ from one process's; BatchNorm is what remains

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnist_pairs import fused
+from mnist_pairs.accel import fused
 from mnist_pairs import train as T
 from mnist_pairs.config import Config, ConfigError
 from mnist_pairs.models import build_model

@@ -99,7 +99,7 @@ def test_fashion_subset_uses_its_own_caches(mnist_root):
 
 
 def test_report_rows_follow_the_unseen_digits_of_the_group():
-    from mnist_pairs.report import openset_rows
+    from mnist_pairs.study.report import openset_rows
 
     kinds = ["seen–seen same", "seen–seen different", "5–5", "3–3", "unseen–unseen different", "unseen–seen"]
     o = {f"pair_types.{k}.{m}": {"mean": 0.9 if m != "pairs" else 100.0, "ci95": [0.8, 1.0]}

@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-from mnist_pairs import report as R
+from mnist_pairs.study import report as R
 from mnist_pairs.paths import REPORTS_DIR
 
 REPORT = REPORTS_DIR / "report_zh.md"

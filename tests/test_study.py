@@ -17,7 +17,7 @@ import time
 import nbformat
 import pytest
 
-from mnist_pairs import study
+from mnist_pairs.study import pipeline as study
 from mnist_pairs.analysis import ENCODER_FIGURES, Note, analyze
 from mnist_pairs.cli import main
 from mnist_pairs.paths import PROJECT_ROOT, REPORTS_DIR
@@ -64,7 +64,7 @@ def test_a_study_killed_between_notebooks_leaves_reports_as_they_were(tmp_path, 
     shutil.copytree(REPORTS_DIR, reports)
     before = study.tree_digest(reports)
     stage = study.staging_dir(reports)
-    code = ("import sys; from mnist_pairs import study as s; "
+    code = ("import sys; from mnist_pairs.study import pipeline as s; "
             "s.run_study(None, reports_dir=sys.argv[1], overrides=s.SMOKE, out_dir=sys.argv[2], "
             "train_parameters=s.SMOKE_TRAIN, analysis_parameters=s.SMOKE_ANALYSIS)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(reports), str(tmp_path / "experiments")],

@@ -7,10 +7,10 @@ import re
 import pytest
 import yaml
 
-from mnist_pairs import report as R
+from mnist_pairs.study import report as R
 from mnist_pairs.analysis import analyze, publish
-from mnist_pairs.summary import summarize
-from mnist_pairs.sweep import SweepSpec, _study, parse_seeds, sweep
+from mnist_pairs.study.summary import summarize
+from mnist_pairs.study.sweep import SweepSpec, _study, parse_seeds, sweep
 
 TINY = (("epochs", 2), ("train_pairs", 512), ("test_pairs", 200), ("val_pairs", 200), ("val_images", 200),
         ("heldout_pairs", 400), ("batch_size", 64))
@@ -131,7 +131,7 @@ def test_report_on_a_cpu_without_bf16_says_fp32_and_claims_nothing_else(swept, t
 
 
 def test_a_stacked_lever_is_paired_with_the_lever_it_extends():
-    from mnist_pairs.ablation import BASELINE, EXTENDS, ablation_rows, adopted
+    from mnist_pairs.study.ablation import BASELINE, EXTENDS, ablation_rows, adopted
 
     stacked, under = next(iter(EXTENDS.items()))
 

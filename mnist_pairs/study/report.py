@@ -17,14 +17,14 @@ from pathlib import Path
 
 import torch
 
-from .data import load_data, pair_balance
+from ..data import load_data, pair_balance
 from .ablation import IMPROVED_FROM, ablation_rows, adopted, improved_check, paired, timeline
 from .confirmation import PLAN, published_seed, report_facts
-from .mnist import FASHION_CLASSES, MNIST_FILES
-from .models import build_model, count_parameters
-from .paths import REPORTS_DIR, atomic_write_text, resolve
-from .runs import Run
-from .seed_reference import SEED, SEED_HISTORY
+from ..mnist import FASHION_CLASSES, MNIST_FILES
+from ..models import build_model, count_parameters
+from ..paths import REPORTS_DIR, atomic_write_text, resolve
+from ..runs import Run
+from ..seed_reference import SEED, SEED_HISTORY
 
 TEMPLATE = Path(__file__).parent / "templates" / "report_zh.md.j2"
 FIGURES = [("curves", "学习曲线（训练、验证与测试对）"), ("curves_vs_seed", "与原实验学习曲线的对比"),

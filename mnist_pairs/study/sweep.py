@@ -20,9 +20,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Config, load_config, parse_int_list
-from .paths import resolve
-from .runs import Run
+from ..config import Config, load_config, parse_int_list
+from ..paths import resolve
+from ..runs import Run
 
 SWEEPS_DIR = "experiments/sweeps"
 
@@ -115,7 +115,7 @@ def enqueue(spec: SweepSpec, seeds: list[int]) -> list[int]:
 
 def run_seed(spec: SweepSpec, seed: int, log=print) -> Run:
     """The seed's run folder: read when finished, resumed when killed, else trained."""
-    from .train import fit
+    from ..train import fit
 
     cfg = spec.config(seed)
     run_dir = cfg.out_path / cfg.run_name

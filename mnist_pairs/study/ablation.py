@@ -42,7 +42,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .paths import REPORTS_DIR
+from ..paths import REPORTS_DIR
 from .summary import interval
 
 BASELINE = "seed_siamese__validation"
@@ -87,7 +87,7 @@ RULE_EVENTS = [
     {"commit": "b533418", "time": "2026-11-29T08:20:13+00:00",
      "what": "改变规则：改进配置取 ⑧ 中验证对均值最高的一行（“以上四项同时使用”），按 ⑦ 的规则直接与原配置配对比较"},
     {"commit": "ed9234e", "time": "2026-11-29T19:32:12+00:00",
-     "what": "登记确认计划：确认集、训练种子 5–9、判定规则（mnist_pairs/confirmation.py）"},
+     "what": "登记确认计划：确认集、训练种子 5–9、判定规则（mnist_pairs/study/confirmation.py）"},
     {"commit": "0fbee7a", "time": "2026-11-29T19:33:13+00:00",
      "what": "登记发布哪一个确认运行（验证对准确率最高的训练种子）"},
 ]
@@ -167,7 +167,7 @@ def mean_curves(group_dir: Path, key: str = "val_acc") -> tuple[list[int], list[
 
 def write_figures(groups: dict, reports_dir: Path = REPORTS_DIR) -> list[Path]:
     """Held-out accuracy per variant with 95 % CI bars, and mean validation curves."""
-    from .plots import plot_ablation, plot_variant_curves, save_figure
+    from ..plots import plot_ablation, plot_variant_curves, save_figure
 
     rows = ablation_rows(groups)
     if len(rows) < 2:

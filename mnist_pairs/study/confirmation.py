@@ -45,8 +45,8 @@ from pathlib import Path
 import torch
 
 from .ablation import paired
-from .config import load_config
-from .errors import RunNotFound
+from ..config import load_config
+from ..errors import RunNotFound
 from .summary import interval
 
 PLAN = {
@@ -101,8 +101,8 @@ def shift(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
 def shifted_logits(model: torch.nn.Module, pairs, shifts=TTA_SHIFTS) -> list[tuple[torch.Tensor, float]]:
     """(logits, seconds) of the pairs with both images shifted together by each of `shifts`;
     TTA is their mean, and the (0, 0) entry is the plain model."""
-    from .augment import normalize
-    from .models import score_pairs
+    from ..augment import normalize
+    from ..models import score_pairs
 
     model.eval()
     used, ab = torch.unique(torch.cat([pairs.a, pairs.b]), return_inverse=True)  # only the images in pairs
@@ -121,7 +121,7 @@ def tta_logits(model: torch.nn.Module, pairs, shifts=TTA_SHIFTS) -> torch.Tensor
 
 
 def _metrics(z: torch.Tensor, pairs, bootstrap: bool = False) -> dict:
-    from .metrics import image_bootstrap_ci, pair_metrics
+    from ..metrics import image_bootstrap_ci, pair_metrics
 
     m = pair_metrics(z, pairs.y)
     out = {"acc": m["acc"], "auc": m["auc"]}
@@ -134,9 +134,9 @@ def _metrics(z: torch.Tensor, pairs, bootstrap: bool = False) -> dict:
 def measure_levers(group_dir: Path, log=print) -> dict:
     """TTA on each confirmation run of the improved configuration (against the same model without
     it, same process, fp32) and the ensemble of all of them (their saved logits averaged)."""
-    from .data import load_data
-    from .models import count_parameters
-    from .runs import Run
+    from ..data import load_data
+    from ..models import count_parameters
+    from ..runs import Run
 
     runs = sorted((Run(p.parent) for p in Path(group_dir).glob("seed*/results.json")), key=lambda r: r.cfg.seed)
     if not runs:

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RunNotFound
-from .metrics import probability
-from .paths import REPORTS_DIR, atomic_write_bytes, resolve
-from .runs import Run, write_json
+from ..errors import RunNotFound
+from ..metrics import probability
+from ..paths import REPORTS_DIR, atomic_write_bytes, resolve
+from ..runs import Run, write_json
 
 BINS = 15
 SETS = ("test", "heldout")
@@ -78,7 +78,7 @@ def calibrate_run(run: Run, targets: dict[str, np.ndarray], scores: dict[str, np
 
 def calibrate(sweeps_dir: str = "experiments/sweeps", group: str = "seed_siamese__validation",
               out: Path = REPORTS_DIR / "calibration.json", copy_scores: bool = True) -> dict:
-    from .data import load_data
+    from ..data import load_data
     from .summary import t95
 
     runs = sorted((Run(p.parent) for p in resolve(sweeps_dir).glob(f"{group}/seed*/scores.npz")),

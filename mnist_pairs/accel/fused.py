@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 SOURCE = Path(__file__).with_name("csrc") / "fused_blocks.cpp"
 
@@ -38,7 +38,7 @@ def kernels():
     """The compiled extension (built once per machine and torch version, then loaded from cache)."""
     import logging
 
-    from .hardware import cpu_flags
+    from ..hardware import cpu_flags
 
     # importing cpp_extension warns that no CUDA runtime is found: irrelevant to a CPU kernel
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)

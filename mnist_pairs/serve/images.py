@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import UserError
+from ..errors import UserError
 
 MAX_PIXELS = 40_000_000   # a 6,000 x 6,000 picture; beyond that, refuse instead of filling memory
 INK = 0.2                 # ink: at least this bright (0..1) once the background is black

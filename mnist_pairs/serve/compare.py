@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from .deploy import open_scorer
-from .errors import ConfigError
+from ..errors import ConfigError
 from .images import image_files, load_digit
-from .metrics import probability
+from ..metrics import probability
 
 
 def compare(args) -> int:

@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .augment import normalize
-from .config import EMBEDDING_MODELS
-from .errors import ConfigError
-from .metrics import probability
-from .paths import atomic_write_text
-from .runs import Run
+from ..augment import normalize
+from ..config import EMBEDDING_MODELS
+from ..errors import ConfigError
+from ..metrics import probability
+from ..paths import atomic_write_text
+from ..runs import Run
 
 OPSET = 18
 
@@ -148,7 +148,7 @@ PUBLISHED_MODELS = ("improved", "seed_siamese")
 
 def default_run() -> Run:
     """The best published model (PUBLISHED_MODELS order), else the latest finished run."""
-    from .paths import REPORTS_DIR
+    from ..paths import REPORTS_DIR
 
     for name in PUBLISHED_MODELS:
         if (REPORTS_DIR / "runs" / name / "results.json").is_file():

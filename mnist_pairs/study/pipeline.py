@@ -28,9 +28,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from .config import load_config
-from .errors import UserError
-from .paths import PROJECT_ROOT, REPORTS_DIR, atomic_write_text
+from ..config import load_config
+from ..errors import UserError
+from ..paths import PROJECT_ROOT, REPORTS_DIR, atomic_write_text
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 STUDY_PARAMS = ["params/seed_siamese.yaml", "params/seed_concat.yaml", "params/improved.yaml"]
@@ -180,8 +180,8 @@ def publish_improved(reports_dir: Path = REPORTS_DIR) -> Path:
     (confirmation.published_seed) goes through notebook 03 to runs/improved/ and figures/improved/;
     then the report is rewritten. Needs the confirmation runs' folders (`make confirm`)."""
     from .confirmation import PLAN, outcome, published_seed
-    from .errors import RunNotFound
-    from .paths import resolve
+    from ..errors import RunNotFound
+    from ..paths import resolve
     from .report import write_report
     from .sweep import SWEEPS_DIR
 

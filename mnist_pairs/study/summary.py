@@ -19,10 +19,10 @@ import shutil
 import statistics
 from pathlib import Path
 
-from .models import build_model, count_parameters
-from .paths import REPORTS_DIR, atomic_write_bytes, resolve, utc_now, utc_time
-from .errors import RunNotFound
-from .runs import Run, write_json
+from ..models import build_model, count_parameters
+from ..paths import REPORTS_DIR, atomic_write_bytes, resolve, utc_now, utc_time
+from ..errors import RunNotFound
+from ..runs import Run, write_json
 from .sweep import SWEEPS_DIR
 
 RUN_FILES = ("config.yaml", "history.json", "env.json", "results.json")

@@ -1,0 +1,1 @@
+"""Acceleration: fused C++ CPU kernels for BatchNorm -> ReLU -> pooling, and data-parallel training."""

@@ -1,0 +1,1 @@
+"""Serving: the published model scored on people's pictures (`compare`), exported to ONNX."""
