@@ -48,7 +48,7 @@ def history_table(run) -> pd.DataFrame:
 
 def results_table(results: dict) -> pd.DataFrame:
     """Accuracy / AUC of the selected and the final model on each pair set."""
-    names = {"val": "验证对", "test": "测试对", "heldout": "留出对"}
+    names = {"val": "验证对", "test": "测试对", "heldout": "留出对", "confirm": "确认集"}
     rows = {}
     for key, m in results.items():
         if isinstance(m, dict) and "acc" in m:
