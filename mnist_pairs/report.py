@@ -93,7 +93,7 @@ def repro_check(fresh: dict, group: dict) -> dict | None:
         return None
     out = {"n": n, "group": group["group"], "keys": []}
     for key, result in REPRO_KEYS:
-        if result not in fresh["results"] or group["mean"].get(key) is None:
+        if result not in fresh["results"] or group["mean"].get(key) is None or group["sd"].get(key) is None:
             continue
         value = fresh["results"][result]["acc"]
         m, sd = group["mean"][key], group["sd"][key]

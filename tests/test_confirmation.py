@@ -148,7 +148,7 @@ def test_the_report_words_the_confirmation_as_its_facts_say(tmp_path, mnist_root
                      for s, r in zip(seeds, base["runs"])]
         for k in ("confirm_acc", "heldout_acc"):
             st = interval([r[k] for r in g["runs"]])
-            g["mean"][k], g["ci95"][k] = st["mean"], st["ci95"]
+            g["mean"][k], g["sd"][k], g["ci95"][k] = st["mean"], st["sd"], st["ci95"]
         return g
 
     def render(groups):
@@ -161,7 +161,7 @@ def test_the_report_words_the_confirmation_as_its_facts_say(tmp_path, mnist_root
     assert "确认运行尚未全部完成" in text and "改进配置 5、6" in text and "按预先登记的规则确认" not in text
     text = render({CF.PLAN["improved"]: fake(CF.PLAN["improved"], [5, 6, 7, 8, 9], 0.012)})
     assert "**按预先登记的规则确认**：确认集 Δ 为 +1.20 ± 0.00" in text, text[text.index("#### 改进配置的确认"):][:3000]
-    assert "所有确认运行都在计划登记之后开始" in text and "并非" not in text
+    assert "所有确认运行都在计划登记之后开始" in text and "并非所有确认运行" not in text
     text = render({CF.PLAN["improved"]: fake(CF.PLAN["improved"], [5, 6, 7, 8, 9], 0.012, plan_ok=False)})
     assert "**并非所有确认运行都在计划登记之后开始**" in text
 
