@@ -165,6 +165,7 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
     I = run_facts(Run(reports_dir / "runs" / "improved")) if (reports_dir / "runs" / "improved" / "results.json").is_file() else None
     confirm_group = groups.get(PLAN["improved"])
     cf = report_facts(groups, reports_dir)
+    I_committed = I is not None and is_committed_run(I, confirm_group)
     rel = lambda p: os.path.relpath(p, reports_dir)
     return {
         "seed": SEED, "seed_row": SEED_HISTORY[SEED["best_epoch"] - 1], "commit": short_commit(S["env"]["git_commit"]),
@@ -186,8 +187,8 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
         "improved": groups.get(IMPROVED_FROM), "improved_check": improved_check(groups),
         "timeline": timeline(groups), "confirmation": cf,
         "improved_run": I, "improved_pick_ok": improved_pick_ok(I, confirm_group, cf),
-        "improved_is_confirmation_run": I is not None and is_committed_run(I, confirm_group),
-        "improved_repro": repro_check(I, confirm_group) if I and confirm_group and not is_committed_run(I, confirm_group)
+        "improved_is_confirmation_run": I_committed,
+        "improved_repro": repro_check(I, confirm_group) if I and confirm_group and not I_committed
         else None,
         "ablation_figures": [rel(reports_dir / "figures" / "ablation" / f) for f in ("heldout.png", "curves.png")
                              if (reports_dir / "figures" / "ablation" / f).is_file()], "sweep_envs": sweep_envs,
