@@ -31,6 +31,10 @@ def test_confirmation_pairs_are_the_registered_ones_outside_the_subset(mnist_roo
     tr_x, _ = load_mnist(mnist_root, train=True, verify=False)
     outside = np.setdiff1d(np.arange(60_000), sub.train_index)
     assert torch.equal(c.images, (tr_x[outside].float() / 255).unsqueeze(1))
+    # notebook 01 shows every fixed pair set of a run, the confirmation set included
+    from mnist_pairs.tables import balance_table
+
+    assert balance_table(Config(train_pairs=64), data).loc["确认"].tolist() == [40_000, 20_000, 20_000, 0]
 
 
 @pytest.fixture(scope="module")
