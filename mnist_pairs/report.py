@@ -292,7 +292,9 @@ def delta_pp(st: dict | None) -> str:
     """A paired difference interval in points: "+0.12 ± 0.30", or "—"."""
     if not st:
         return "—"
-    return f"{100 * st['mean']:+.2f} ± {100 * (st['ci95'][1] - st['ci95'][0]) / 2:.2f}"
+    mean = f"{100 * st['mean']:+.2f}"
+    mean = "0.00" if float(mean) == 0 else mean      # never "-0.00" or "+0.00"
+    return f"{mean} ± {100 * (st['ci95'][1] - st['ci95'][0]) / 2:.2f}"
 
 
 def pm_plain(stats: dict, key: str, digits: int = 4) -> str:
