@@ -36,7 +36,7 @@ def balance_table(cfg, data) -> pd.DataFrame:
     for epoch in (1, 2):
         a, b, y = train_pairs(data.train_labels, cfg.train_pairs, cfg.seed, epoch)
         rows[f"训练 第{epoch}轮"] = {**pair_balance(y), "自配对": int((a == b).sum())}
-    names = {"val": "验证", "test": "测试", "heldout": "留出"}
+    names = {"val": "验证", "test": "测试", "heldout": "留出", "confirm": "确认"}
     for name, s in data.sets.items():
         rows[names[name]] = {**pair_balance(s.y), "自配对": int((s.a == s.b).sum())}
     return pd.DataFrame(rows).T.rename(columns={"pairs": "对数", "same": "同类", "different": "异类"})
@@ -48,7 +48,7 @@ def history_table(run) -> pd.DataFrame:
 
 def results_table(results: dict) -> pd.DataFrame:
     """Accuracy / AUC of the selected and the final model on each pair set."""
-    names = {"val": "验证对", "test": "测试对", "heldout": "留出对"}
+    names = {"val": "验证对", "test": "测试对", "heldout": "留出对", "confirm": "确认集"}
     rows = {}
     for key, m in results.items():
         if isinstance(m, dict) and "acc" in m:

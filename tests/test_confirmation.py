@@ -31,6 +31,10 @@ def test_confirmation_pairs_are_the_registered_ones_outside_the_subset(mnist_roo
     tr_x, _ = load_mnist(mnist_root, train=True, verify=False)
     outside = np.setdiff1d(np.arange(60_000), sub.train_index)
     assert torch.equal(c.images, (tr_x[outside].float() / 255).unsqueeze(1))
+    # notebook 01 shows every fixed pair set of a run, the confirmation set included
+    from mnist_pairs.tables import balance_table
+
+    assert balance_table(Config(train_pairs=64), data).loc["确认"].tolist() == [40_000, 20_000, 20_000, 0]
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +152,7 @@ def test_the_report_words_the_confirmation_as_its_facts_say(tmp_path, mnist_root
                      for s, r in zip(seeds, base["runs"])]
         for k in ("confirm_acc", "heldout_acc"):
             st = interval([r[k] for r in g["runs"]])
-            g["mean"][k], g["ci95"][k] = st["mean"], st["ci95"]
+            g["mean"][k], g["sd"][k], g["ci95"][k] = st["mean"], st["sd"], st["ci95"]
         return g
 
     def render(groups):
@@ -161,7 +165,7 @@ def test_the_report_words_the_confirmation_as_its_facts_say(tmp_path, mnist_root
     assert "确认运行尚未全部完成" in text and "改进配置 5、6" in text and "按预先登记的规则确认" not in text
     text = render({CF.PLAN["improved"]: fake(CF.PLAN["improved"], [5, 6, 7, 8, 9], 0.012)})
     assert "**按预先登记的规则确认**：确认集 Δ 为 +1.20 ± 0.00" in text, text[text.index("#### 改进配置的确认"):][:3000]
-    assert "所有确认运行都在计划登记之后开始" in text and "并非" not in text
+    assert "所有确认运行都在计划登记之后开始" in text and "并非所有确认运行" not in text
     text = render({CF.PLAN["improved"]: fake(CF.PLAN["improved"], [5, 6, 7, 8, 9], 0.012, plan_ok=False)})
     assert "**并非所有确认运行都在计划登记之后开始**" in text
 

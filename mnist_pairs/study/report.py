@@ -93,7 +93,7 @@ def repro_check(fresh: dict, group: dict) -> dict | None:
         return None
     out = {"n": n, "group": group["group"], "keys": []}
     for key, result in REPRO_KEYS:
-        if result not in fresh["results"] or group["mean"].get(key) is None:
+        if result not in fresh["results"] or group["mean"].get(key) is None or group["sd"].get(key) is None:
             continue
         value = fresh["results"][result]["acc"]
         m, sd = group["mean"][key], group["sd"][key]
@@ -165,6 +165,7 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
     I = run_facts(Run(reports_dir / "runs" / "improved")) if (reports_dir / "runs" / "improved" / "results.json").is_file() else None
     confirm_group = groups.get(PLAN["improved"])
     cf = report_facts(groups, reports_dir)
+    I_committed = I is not None and is_committed_run(I, confirm_group)
     rel = lambda p: os.path.relpath(p, reports_dir)
     return {
         "seed": SEED, "seed_row": SEED_HISTORY[SEED["best_epoch"] - 1], "commit": short_commit(S["env"]["git_commit"]),
@@ -186,8 +187,8 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
         "improved": groups.get(IMPROVED_FROM), "improved_check": improved_check(groups),
         "timeline": timeline(groups), "confirmation": cf,
         "improved_run": I, "improved_pick_ok": improved_pick_ok(I, confirm_group, cf),
-        "improved_is_confirmation_run": I is not None and is_committed_run(I, confirm_group),
-        "improved_repro": repro_check(I, confirm_group) if I and confirm_group and not is_committed_run(I, confirm_group)
+        "improved_is_confirmation_run": I_committed,
+        "improved_repro": repro_check(I, confirm_group) if I and confirm_group and not I_committed
         else None,
         "ablation_figures": [rel(reports_dir / "figures" / "ablation" / f) for f in ("heldout.png", "curves.png")
                              if (reports_dir / "figures" / "ablation" / f).is_file()], "sweep_envs": sweep_envs,
@@ -291,7 +292,9 @@ def delta_pp(st: dict | None) -> str:
     """A paired difference interval in points: "+0.12 ± 0.30", or "—"."""
     if not st:
         return "—"
-    return f"{100 * st['mean']:+.2f} ± {100 * (st['ci95'][1] - st['ci95'][0]) / 2:.2f}"
+    mean = f"{100 * st['mean']:+.2f}"
+    mean = "0.00" if float(mean) == 0 else mean      # never "-0.00" or "+0.00"
+    return f"{mean} ± {100 * (st['ci95'][1] - st['ci95'][0]) / 2:.2f}"
 
 
 def pm_plain(stats: dict, key: str, digits: int = 4) -> str:
