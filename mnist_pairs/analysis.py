@@ -24,7 +24,7 @@ from .data import RunData, load_data
 from .errors import ConfigError
 from .metrics import confusion, curves, hardest_errors, pair_metrics, probability
 from .paths import REPORTS_DIR, atomic_write_bytes, resolve
-from .runs import Run, write_json
+from .runs import Run
 from .seed_reference import SEED_HISTORY
 
 PUBLISHED_FILES = ("config.yaml", "history.json", "env.json", "results.json", "scores.npz", "best.pt")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .data import AUG_KEY, keyed_generator
+from .subset import AUG_KEY, keyed_generator
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 

@@ -23,7 +23,8 @@ import argparse
 import dataclasses
 import sys
 
-from .config import Config, load_config, parse_override
+from .config import Config, load_config
+from .paramfile import parse_override
 from .errors import ConfigError, UserError
 from .study.pipeline import STUDY_PARAMS
 

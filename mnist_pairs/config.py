@@ -12,7 +12,6 @@ records the device and precision the run actually used.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import math
 import os
@@ -23,20 +22,19 @@ from typing import Any, Mapping
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, refuse_unknown
+from .paramfile import parse_int_list, read_yaml
 from .paths import data_root, resolve
 
-MODELS = ("siamese", "concat", "siamese_deep")
-EMBEDDING_MODELS = ("siamese", "siamese_deep")  # those that embed each image (models.py)
-PROTOCOLS = ("test", "validation")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda")
-INTERPOLATIONS = ("bilinear", "nearest")
-DATASETS = ("mnist", "fashion_mnist")
-# Choices of the ablation of the seed's steps (issue 9); the first of each is the seed's final one.
-CHOICES = {"loss": ("bce_logits", "bce_sigmoid"), "optimizer": ("adamw", "adam"),
+EMBEDDING_MODELS = ("siamese", "siamese_deep")  # the models that embed each image (models.py)
+# The allowed values of every string key with a fixed set of them (the seed's choice first).
+CHOICES = {"model": ("siamese", "concat", "siamese_deep"), "protocol": ("test", "validation"),
+           "precision": ("auto", "fp32", "bf16", "fp16"), "device": ("auto", "cpu", "cuda"),
+           "aug_interpolation": ("bilinear", "nearest"), "dataset": ("mnist", "fashion_mnist"),
+           "loss": ("bce_logits", "bce_sigmoid"), "optimizer": ("adamw", "adam"),
            "pair_sampling": ("balanced", "random"), "lr_schedule": ("plateau", "constant", "cosine"),
            "pairing": ("independent", "shared")}
+MODELS = CHOICES["model"]
 SEED_LIMIT = 2 ** 32  # numpy and torch generators take seeds in [0, 2**32)
 
 
@@ -122,13 +120,9 @@ class Config:
         for f in fields(self):
             _check_type(f.name, getattr(self, f.name), _field_types()[f.name])
         n_train = round(60000 * self.subset_fraction)
-        checks = [
-            (self.model in MODELS, f"model must be one of {MODELS}, got {self.model!r}"),
-            (self.protocol in PROTOCOLS, f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}"),
-            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
-            (self.device in DEVICES, f"device must be one of {DEVICES}, got {self.device!r}"),
-            (self.aug_interpolation in INTERPOLATIONS,
-             f"aug_interpolation must be one of {INTERPOLATIONS}, got {self.aug_interpolation!r}"),
+        checks = [(getattr(self, k) in v, f"{k} must be one of {v}, got {getattr(self, k)!r}")
+                  for k, v in CHOICES.items()]
+        checks += [
             (0 <= self.seed < SEED_LIMIT, f"seed must be in [0, 2**32), got {self.seed}"),
             (0 <= self.data_seed < SEED_LIMIT, f"data_seed must be in [0, 2**32), got {self.data_seed}"),
             # 2 images of each of the 10 digits in the 1,000-image test split at the very least;
@@ -181,14 +175,11 @@ class Config:
         except ConfigError as e:
             checks.append((False, str(e)))
         else:
-            checks += [(getattr(self, k) in v, f"{k} must be one of {v}, got {getattr(self, k)!r}")
-                       for k, v in CHOICES.items()]
             checks += [
                 (self.supcon_weight == 0 or self.pairing == "shared",
                  "supcon_weight > 0 needs pairing 'shared': the contrastive term compares the embeddings of a batch"),
                 (self.pairing == "independent" or self.model in EMBEDDING_MODELS,
                  "pairing 'shared' needs a Siamese model ('siamese' or 'siamese_deep'): it compares embeddings"),
-                (self.dataset in DATASETS, f"dataset must be one of {DATASETS}, got {self.dataset!r}"),
                 ((2 <= len(classes) <= 8 or len(classes) == 10) and all(0 <= c <= 9 for c in classes),
                  f"train_classes must name 2 to 8 of the classes 0-9 (at least 2 left unseen), "
                  f"got {self.train_classes!r}"),
@@ -249,14 +240,7 @@ def _check_type(name: str, value: Any, expected: type) -> None:
 
 def from_dict(values: Mapping[str, Any]) -> Config:
     """Build a Config, naming any unknown key (with the closest known one)."""
-    known = [f.name for f in fields(Config)]
-    unknown = [k for k in values if k not in known]
-    if unknown:
-        hints = []
-        for k in unknown:
-            close = difflib.get_close_matches(str(k), known, n=1)
-            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ConfigError(f"unknown config key(s): {', '.join(hints)}; known keys: {', '.join(known)}")
+    refuse_unknown(values, [f.name for f in fields(Config)], "config key")
     return Config(**{k: _coerce_float(v) if _field_types()[k] is float else v for k, v in values.items()})
 
 
@@ -274,51 +258,6 @@ def _coerce_float(v: Any) -> Any:
     return v
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (PyYAML keeps the last one silently)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark)
-            seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep)
-
-
-def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """A YAML mapping from a params file; any problem is a ConfigError naming file and line."""
-    p = resolve(path)
-    if not p.is_file():
-        raise ConfigError(f"params file not found: {p}")
-    raw = p.read_bytes()
-    if b"\x00" in raw:
-        line = raw[: raw.index(b"\x00")].count(b"\n") + 1
-        raise ConfigError(f"{p}, line {line}: NUL byte in a params file (is it a binary file?)")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise ConfigError(f"{p}, line {line}: not UTF-8 text ({e.reason})") from None
-    try:
-        loaded = yaml.load(text, Loader=_StrictLoader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        hint = " (YAML indents with spaces, never tabs)" if "\t" in text and "\\t" in repr(e.problem) else ""
-        raise ConfigError(f"{p}{where}: {e.problem or e}{hint}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: {e}") from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        line = yaml.compose(text, Loader=yaml.SafeLoader).start_mark.line + 1
-        raise ConfigError(f"{p}, line {line}: the file must hold a mapping of key: value, got {type(loaded).__name__}")
-    return loaded
-
-
 def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Config:
     """Config from a YAML params file (relative to the project root) plus overrides."""
     values: dict[str, Any] = read_yaml(path) if path else {}
@@ -327,59 +266,3 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
         return from_dict(values)
     except ConfigError as e:
         raise ConfigError(f"{resolve(path)}: {e}" if path else str(e)) from None
-
-
-def parse_int_list(text: str, what: str) -> list[int]:
-    """"0-4" -> [0, 1, 2, 3, 4]; "1,5,9" -> [1, 5, 9]; anything else, or a repeat, is a ConfigError."""
-    values: list[int] = []
-    try:
-        for part in str(text).split(","):
-            lo, _, hi = part.strip().partition("-")
-            values += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
-    except ValueError:
-        raise ConfigError(f"{what} expects a range like 0-4 or a list like 1,5,9, got {text!r}") from None
-    if not values or len(set(values)) != len(values):
-        raise ConfigError(f"{what} {text!r} is empty or repeats a value")
-    return values
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """`key=value` from the command line; the value is parsed as YAML (3 -> int, 1e-3 -> float)."""
-    if "=" not in text:
-        raise ConfigError(f"--set expects key=value, got {text!r}")
-    key, raw = text.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as e:
-        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({e})") from None
-    return key.strip(), value
-
-
-def papermill_parameters(namespace: Mapping[str, Any], declared: set[str]) -> dict[str, Any]:
-    """The config overrides papermill injected into a notebook, by name.
-
-    papermill only warns about a parameter the notebook does not declare and injects it all
-    the same, in a cell headed `# Parameters`. This reads the names that cell assigned (from
-    IPython's input history) and returns their values, minus the notebook's own `declared`
-    parameters: only parameter names are looked at, never other globals. Outside papermill
-    (JupyterLab, nbval) there is no such cell and nothing is returned.
-    """
-    import ast
-
-    names: list[str] = []
-    for source in namespace.get("In", []) or []:
-        if source.lstrip().startswith("# Parameters"):
-            for node in ast.parse(source).body:
-                if isinstance(node, ast.Assign):
-                    names += [t.id for t in node.targets if isinstance(t, ast.Name)]
-    return {n: namespace[n] for n in dict.fromkeys(names) if n not in declared and n in namespace}
-
-
-def reject_extra_parameters(namespace: Mapping[str, Any], declared: set[str]) -> None:
-    """For notebooks that take no config keys: any parameter papermill injected beyond
-    `declared` is a misspelling, reported before any work starts."""
-    extra = papermill_parameters(namespace, declared)
-    if extra:
-        close = {k: difflib.get_close_matches(k, sorted(declared), n=1) for k in extra}
-        hints = [f"{k!r}" + (f" (did you mean {c[0]!r}?)" if c else "") for k, c in close.items()]
-        raise ConfigError(f"unknown notebook parameter(s) {', '.join(hints)}; this notebook takes {sorted(declared)}")

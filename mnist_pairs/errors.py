@@ -27,3 +27,18 @@ class TrainingDiverged(UserError, RuntimeError):
 
 class MNISTUnavailable(UserError, RuntimeError):
     """No source could provide verified MNIST files."""
+
+
+def refuse_unknown(names, known, what: str) -> None:
+    """Raise a ConfigError naming every one of `names` that is not in `known`, each with the
+    closest known name ("did you mean …?"), and listing what is known."""
+    import difflib
+
+    known = list(known)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        hints = []
+        for n in sorted(map(str, unknown)):
+            close = difflib.get_close_matches(n, known, n=1)
+            hints.append(f"{n!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ConfigError(f"unknown {what}(s): {', '.join(hints)}; known: {', '.join(known)}")

@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from sklearn.metrics import (confusion_matrix, precision_recall_curve, roc_auc_score, roc_curve,
                              average_precision_score)
 
+from .stats import image_bootstrap_ci
+
 
 def pair_metrics(logits: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
     """loss (mean BCE over pairs), acc (threshold 0.5 on the probability) and ROC-AUC."""
@@ -72,22 +74,25 @@ def accuracy_at(logits, target, threshold: float = 0.5) -> float:
     return float(((prob > threshold).astype(int) == np.asarray(target).astype(int)).mean())
 
 
-def image_bootstrap_ci(correct, idx_a, idx_b, n_images: int, reps: int = 1000, seed: int = 0,
-                       level: float = 0.95) -> tuple[float, float]:
-    """A percentile interval for pair accuracy that resamples *images*, not pairs.
-
-    Pairs share images (40,000 pairs of 9,000 images use each about 9 times), so their
-    errors are not independent and a pair-level bootstrap is too narrow. Each replicate
-    draws the images with replacement; a pair counts as often as the product of its two
-    images' counts.
-    """
-    correct = np.asarray(correct, dtype=np.float64)
-    a, b = np.asarray(idx_a), np.asarray(idx_b)
-    rng = np.random.default_rng(seed)
-    stats = np.empty(reps)
-    for r in range(reps):
-        w = np.bincount(rng.integers(0, n_images, n_images), minlength=n_images).astype(np.float64)
-        pw = w[a] * w[b]
-        stats[r] = (pw * correct).sum() / pw.sum()
-    lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
+def results(logits: dict, data, cfg, history: list[dict], selected_epoch: int) -> dict:
+    """A run's results.json from its scores (`logits`: "<best|final>_<set>" -> array) and its
+    RunData: per pair set, for the selected and the final model; the threshold chosen on the
+    selection pairs only."""
+    sel = data.selection
+    threshold = choose_threshold(logits[f"best_{sel}"], data.sets[sel].y.numpy())
+    out = {"protocol": cfg.protocol, "selection": sel, "seed": cfg.seed, "data_seed": cfg.data_seed,
+           "selected_epoch": selected_epoch, "epochs": len(history), "threshold": threshold,
+           "best_test_acc": max(h["test_acc"] for h in history),  # best-of-epochs on test: the seed's number
+           "train_seconds": sum(h["seconds"] for h in history)}
+    for tag in ("best", "final"):
+        for name, pairs in data.sets.items():
+            z, y = logits[f"{tag}_{name}"], pairs.y.numpy()
+            m = pair_metrics(torch.from_numpy(z), pairs.y)
+            entry = {"acc": m["acc"], "auc": m["auc"], "loss": m["loss"],
+                     "acc_at_threshold": accuracy_at(z, y, threshold), "pairs": len(y)}
+            if name in ("heldout", "confirm"):   # sets that share images: resample images, not pairs
+                correct = ((z > 0).astype(int) == y.astype(int))
+                entry["ci95"] = list(image_bootstrap_ci(correct, pairs.a.numpy(), pairs.b.numpy(), len(pairs.labels)))
+                entry["images"] = len(pairs.labels)
+            out[f"{tag}_{name}"] = entry
+    return out

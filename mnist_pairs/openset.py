@@ -21,7 +21,8 @@ from sklearn.metrics import roc_auc_score
 
 from . import augment as A
 from . import hardware as H
-from .data import keyed_generator, sample_pairs, seen_mask
+from .data import sample_pairs, seen_mask
+from .subset import keyed_generator
 from .errors import TrainingDiverged
 from .metrics import accuracy_at
 from .models import score_pairs

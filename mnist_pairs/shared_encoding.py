@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from . import augment as A
 from . import hardware as H
-from .data import keyed_generator
+from .subset import keyed_generator
 from .optim import optimizer_step
 
 _SHARED_KEY = 11

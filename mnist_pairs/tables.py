@@ -7,7 +7,8 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from .data import digest, pair_balance, train_pairs
+from .data import pair_balance, train_pairs
+from .subset import digest
 from .mnist import MNIST_FILES, verify_mnist
 
 

@@ -29,7 +29,7 @@ from . import optim as O
 from .config import Config
 from .data import PairSet, RunData, load_data, train_pairs
 from .errors import ConfigError, RunNotFound, TrainingDiverged
-from .metrics import accuracy_at, choose_threshold, image_bootstrap_ci, pair_metrics
+from .metrics import pair_metrics, results
 from .models import build_model, count_parameters, score_pairs
 from .paths import atomic_write_bytes, atomic_write_text, resolve, utc_now
 from .runs import LATEST_POINTER, Run, load_checkpoint, new_run_dir, save_checkpoint, write_json
@@ -283,25 +283,3 @@ def finish(run_dir, final_model, data: DeviceData, cfg: Config, device, precisio
                                           res["threshold"])
     write_json(run_dir / "results.json", res)
     return Run(run_dir)
-
-
-def results(logits: dict, data: RunData, cfg: Config, history: list[dict], selected_epoch: int) -> dict:
-    """The run's numbers from its scores: per pair set, for the selected and the final model."""
-    sel = data.selection
-    threshold = choose_threshold(logits[f"best_{sel}"], data.sets[sel].y.numpy())
-    out = {"protocol": cfg.protocol, "selection": sel, "seed": cfg.seed, "data_seed": cfg.data_seed,
-           "selected_epoch": selected_epoch, "epochs": len(history), "threshold": threshold,
-           "best_test_acc": max(h["test_acc"] for h in history),  # best-of-epochs on test: the seed's number
-           "train_seconds": sum(h["seconds"] for h in history)}
-    for tag in ("best", "final"):
-        for name, pairs in data.sets.items():
-            z, y = logits[f"{tag}_{name}"], pairs.y.numpy()
-            m = pair_metrics(torch.from_numpy(z), pairs.y)
-            entry = {"acc": m["acc"], "auc": m["auc"], "loss": m["loss"],
-                     "acc_at_threshold": accuracy_at(z, y, threshold), "pairs": len(y)}
-            if name in ("heldout", "confirm"):   # sets that share images: resample images, not pairs
-                correct = ((z > 0).astype(int) == y.astype(int))
-                entry["ci95"] = list(image_bootstrap_ci(correct, pairs.a.numpy(), pairs.b.numpy(), len(pairs.labels)))
-                entry["images"] = len(pairs.labels)
-            out[f"{tag}_{name}"] = entry
-    return out

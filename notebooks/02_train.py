@@ -7,7 +7,15 @@
 # - 快速默认：`params/quick.yaml`，即种子研究的配置只训练 2 轮。
 # - 完整实验：`papermill 02_train.ipynb out.ipynb -p epochs 25`（在 `notebooks/` 内），或
 #   `papermill notebooks/02_train.ipynb out.ipynb -p params_file params/seed_siamese.yaml`。
-# - papermill 对未声明的参数只给出警告；本笔记本会拒绝不是配置键的参数名（如 `-p epcohs 25`）、错误的类型与不可能的取值。
+#
+# 参数如何进入配置：下一个单元导入所需的库并记下此时已有的名字；再下一个是参数单元（只含字面量）。参数单元里写下的配置键
+# （例如 `epochs = 1`）与 papermill 的 `-p epochs 1` 一样覆盖参数文件中的值；不是配置键的名字（如 `epcohs`）、错误的类型与不可能的取值都会直接报错。
+
+# %%
+from mnist_pairs import plots, tables
+from mnist_pairs.config import load_config
+
+NAMES_BEFORE = set(globals()) | {"NAMES_BEFORE"}  # the names before the parameters cell
 
 # %% tags=["parameters"]
 params_file = "params/quick.yaml"  # 参数文件；-p 键 值 覆盖其中任何配置键
@@ -18,10 +26,9 @@ min_test_acc = 0.75  # 末尾的检查：所选检查点的测试准确率须高
 # 构建并校验配置（参数文件 + papermill 注入的配置键）。
 
 # %%
-from mnist_pairs import plots, tables
-from mnist_pairs.config import load_config, papermill_parameters
-
-cfg = load_config(params_file, run_name=run_name, **papermill_parameters(globals(), {"params_file", "run_name", "min_test_acc"}))
+parameters = {k: v for k, v in globals().items()  # new plain values: what the parameters cell or -p set
+              if k not in NAMES_BEFORE and not k.startswith("_") and isinstance(v, (str, int, float, bool))}
+cfg = load_config(params_file, **{k: v for k, v in parameters.items() if k not in ("params_file", "min_test_acc")})
 tables.config_table(cfg)
 
 # %% [markdown]

@@ -9,6 +9,14 @@
 # - `reports_dir` 非空时发布到该文件夹而不是 `reports/`（`make study` 先发布到暂存副本，全部完成后才移入 `reports/`）。
 # - 只适用于有编码器的模型的小节（嵌入、近邻检索）对拼接模型（concat）给出一行说明，而不是报错。
 
+# %%
+from mnist_pairs import tables
+from mnist_pairs.analysis import analyze, publish
+from mnist_pairs.errors import refuse_unknown
+from mnist_pairs.runs import Run
+
+NAMES_BEFORE = set(globals()) | {"NAMES_BEFORE"}  # the names before the parameters cell
+
 # %% tags=["parameters"]
 run_dir = ""  # 空：02 最近完成的运行
 publish_as = ""  # 非空：发布到 reports/runs/<publish_as>/
@@ -16,12 +24,9 @@ reports_dir = ""  # 空：项目的 reports/
 embedded_images = 2000  # 嵌入与近邻检索图所用的留出图片数（make study-smoke 用更少）
 
 # %%
-from mnist_pairs import tables
-from mnist_pairs.analysis import analyze, publish
-from mnist_pairs.config import reject_extra_parameters
-from mnist_pairs.runs import Run
-
-reject_extra_parameters(globals(), {"run_dir", "publish_as", "reports_dir", "embedded_images"})
+parameters = {k for k, v in globals().items()  # new plain values: what the parameters cell or -p set
+              if k not in NAMES_BEFORE and not k.startswith("_") and isinstance(v, (str, int, float, bool))}
+refuse_unknown(parameters, ("run_dir", "publish_as", "reports_dir", "embedded_images"), "notebook parameter")
 run = Run.open(run_dir) if run_dir else Run.latest()
 
 # %% [markdown]

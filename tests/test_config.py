@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from mnist_pairs.config import (Config, ConfigError, from_dict, load_config, papermill_parameters, parse_override,
-                                reject_extra_parameters)
+from mnist_pairs.config import Config, ConfigError, from_dict, load_config
+from mnist_pairs.paramfile import parse_override
 from mnist_pairs.paths import PARAMS_DIR
 
 
@@ -88,33 +88,6 @@ def test_round_trip_through_yaml(tmp_path):
     c = Config(model="concat", epochs=3, lr=1e-3, precision="fp32")
     (tmp_path / "c.yaml").write_text(c.to_yaml())
     assert load_config(tmp_path / "c.yaml") == c
-
-
-def _kernel_namespace(injected: str | None, **values):
-    """A kernel's globals after the parameters cell and, if given, papermill's injected cell."""
-    history = ["", 'params_file = "params/quick.yaml"\nrun_name = ""']
-    if injected is not None:
-        history.append(injected)
-    return {"In": history, "Out": {}, "params_file": "params/quick.yaml", "run_name": "", "scratch": 10, **values}
-
-
-def test_papermill_parameters_reads_the_injected_names_only():
-    ns = _kernel_namespace('# Parameters\nepochs = 25\nparams_file = "params/seed_siamese.yaml"\n',
-                           epochs=25, params_file="params/seed_siamese.yaml")
-    assert papermill_parameters(ns, {"params_file", "run_name"}) == {"epochs": 25}
-    # a scratch global typed in JupyterLab is never taken for a parameter
-    assert papermill_parameters(_kernel_namespace(None), {"params_file", "run_name"}) == {}
-    cfg = load_config(ns["params_file"], **papermill_parameters(ns, {"params_file", "run_name"}))
-    assert cfg == Config()
-
-
-def test_misspelt_papermill_parameter_fails_before_any_work():
-    ns = _kernel_namespace("# Parameters\nepcohs = 25\n", epcohs=25)
-    with pytest.raises(ConfigError, match="did you mean 'epochs'"):
-        load_config("params/quick.yaml", **papermill_parameters(ns, {"params_file", "run_name"}))
-    ns = {"In": ["# Parameters\npublsh_as = 'x'\n"], "publsh_as": "x"}
-    with pytest.raises(ConfigError, match="did you mean 'publish_as'"):
-        reject_extra_parameters(ns, {"run_dir", "publish_as"})
 
 
 def test_train_classes_needs_the_siamese_model_and_heldout_pairs():

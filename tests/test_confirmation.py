@@ -12,9 +12,11 @@ import torch
 from mnist_pairs.study import confirmation as CF
 from mnist_pairs import train as T
 from mnist_pairs.config import Config, load_config
-from mnist_pairs.data import digest, load_data
+from mnist_pairs.data import load_data
+from mnist_pairs.subset import digest
 from mnist_pairs.runs import Run
-from mnist_pairs.study.summary import interval, run_row
+from mnist_pairs.stats import interval
+from mnist_pairs.study.summary import run_row
 
 
 def test_confirmation_pairs_are_the_registered_ones_outside_the_subset(mnist_root):

@@ -15,7 +15,6 @@ import pytest
 import torch
 from PIL import Image
 
-from mnist_pairs.config import load_config
 from mnist_pairs.data import load_data
 from mnist_pairs.serve.deploy import OnnxScorer, TorchScorer, export_onnx, pair_logits, parity
 from mnist_pairs.errors import ConfigError

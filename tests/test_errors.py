@@ -28,20 +28,7 @@ from mnist_pairs.mnist import MNIST_FILES
 from mnist_pairs.paths import PROJECT_ROOT, REPORTS_DIR
 from mnist_pairs.runs import Run
 
-QUIET = dict(log=lambda m: None)
-# A tiny run (1 thread: the CI runners have 2 cores and share them)
-TINY = dict(epochs=1, train_pairs=512, test_pairs=200, val_pairs=200, val_images=100, heldout_pairs=0,
-            batch_size=64, num_threads=1)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _keep_torch_threads():
-    """Tiny runs set torch's intra-op threads to 1 for the process; give later modules theirs back."""
-    import torch
-
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
+from conftest import QUIET, TINY
 
 
 # --------------------------------------------------------------------------- helpers

@@ -34,18 +34,9 @@ from mnist_pairs.mnist import MNIST_FILES
 from mnist_pairs.paths import PROJECT_ROOT, atomic_write_bytes, atomic_write_text
 from mnist_pairs.runs import Run, load_checkpoint
 
-QUIET = dict(log=lambda m: None)
-TINY = dict(epochs=1, train_pairs=512, test_pairs=200, val_pairs=200, val_images=100, heldout_pairs=0,
-            batch_size=64, num_threads=1)
+from conftest import QUIET, TINY
+
 VAL_IMAGES, TEST_IMAGES = 100, 1000     # images behind the val and test pairs at subset_fraction 0.1
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _keep_torch_threads():
-    """Tiny runs set torch's intra-op threads to 1 for the process; give later modules theirs back."""
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -36,3 +36,36 @@ def test_cells_call_the_library_and_parameters_are_literals(name):
         assert not [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Lambda))], c.source
         lines = [l for l in c.source.splitlines() if l.strip() and not l.lstrip().startswith("#")]
         assert len(lines) <= 7, c.source   # short cells: a few library calls and a display
+
+
+
+def _run_cells(name: str, typed: str, after: list[str]) -> list:
+    """Run notebook `name` as a person would in JupyterLab: its cells up to the config cell, with
+    `typed` added at the end of the parameters cell, then the `after` cells. The outputs of
+    [the config cell, *after]."""
+    from nbclient import NotebookClient
+
+    nb = jupytext.read(PROJECT_ROOT / "notebooks" / f"{name}.py")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    params = next(i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", ()))
+    code[params].source += "\n" + typed
+    nb.cells = code[:params + 2] + [nbformat.v4.new_code_cell(src) for src in after]
+    NotebookClient(nb, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(PROJECT_ROOT / "notebooks")}}).execute()
+    return [c.outputs for c in nb.cells[params + 1:]]
+
+
+def test_a_config_key_typed_in_the_parameters_cell_takes_effect_and_a_misspelt_one_is_refused():
+    config_cell = next(c.source for c in jupytext.read(PROJECT_ROOT / "notebooks" / "02_train.py").cells
+                       if c.cell_type == "code" and "load_config(params_file" in c.source)
+    # typed below `run_name = ""`: it takes effect as `-p epochs 1 -p lr 0.002` does; running the
+    # config cell again after later cells made objects (data, a model) gives the same config
+    out = _run_cells("02_train", "epochs = 1\nlr = 0.002", [
+        "print(cfg.epochs, cfg.lr)",
+        "data = object()\n" + config_cell.replace("tables.config_table(cfg)", "print(cfg.epochs, cfg.lr)")])
+    assert not any(o["output_type"] == "error" for o in out[0]), out[0]
+    assert out[1][0]["text"].split() == ["1", "0.002"] and out[2][0]["text"].split() == ["1", "0.002"]
+    # a misspelt key stops the config cell with the key it meant
+    out = _run_cells("02_train", "epcohs = 1", [])
+    assert out[0][-1]["output_type"] == "error" and out[0][-1]["ename"] == "ConfigError"
+    assert "'epcohs' (did you mean 'epochs'?)" in out[0][-1]["evalue"]

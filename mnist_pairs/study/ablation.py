@@ -43,7 +43,7 @@ import json
 from pathlib import Path
 
 from ..paths import REPORTS_DIR
-from .summary import interval
+from .. import stats
 
 BASELINE = "seed_siamese__validation"
 # group -> (seed step, what changes from the seed configuration), in the order of the seed's §5
@@ -117,9 +117,10 @@ METRICS = ("val_acc", "test_acc", "heldout_acc")
 
 def paired(group: dict, base: dict, key: str) -> dict | None:
     """Interval of the mean of group − baseline over the training seeds both have (≥ 2)."""
-    base_by_seed = {r["seed"]: r[key] for r in base["runs"] if r.get(key) is not None}
-    diffs = [r[key] - base_by_seed[r["seed"]] for r in group["runs"] if r["seed"] in base_by_seed]
-    return interval(diffs) if len(diffs) > 1 else None
+    def by_seed(g: dict) -> dict[int, float]:
+        return {r["seed"]: r[key] for r in g["runs"] if r.get(key) is not None}
+
+    return stats.paired(by_seed(group), by_seed(base))
 
 
 def _first_seeds(group: dict, ref: dict, seeds: tuple[int, ...]) -> dict:

@@ -16,7 +16,6 @@ Temperature scaling never changes a decision at threshold 0.5 (sign of the logit
 from __future__ import annotations
 
 import math
-import statistics
 from datetime import datetime
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 from ..errors import RunNotFound
 from ..metrics import probability
 from ..paths import REPORTS_DIR, atomic_write_bytes, resolve
+from ..stats import interval
 from ..runs import Run, write_json
 
 BINS = 15
@@ -79,7 +79,6 @@ def calibrate_run(run: Run, targets: dict[str, np.ndarray], scores: dict[str, np
 def calibrate(sweeps_dir: str = "experiments/sweeps", group: str = "seed_siamese__validation",
               out: Path = REPORTS_DIR / "calibration.json", copy_scores: bool = True) -> dict:
     from ..data import load_data
-    from .summary import t95
 
     runs = sorted((Run(p.parent) for p in resolve(sweeps_dir).glob(f"{group}/seed*/scores.npz")),
                   key=lambda r: r.cfg.seed)
@@ -91,12 +90,11 @@ def calibrate(sweeps_dir: str = "experiments/sweeps", group: str = "seed_siamese
     scores = [r.scores() for r in runs]
     rows = [calibrate_run(r, targets, s) for r, s in zip(runs, scores)]
     keys = [k for k in rows[0] if k != "seed"]
-    mean = {k: statistics.mean(r[k] for r in rows) for k in keys}
-    half = {k: t95(len(rows)) * statistics.stdev(r[k] for r in rows) / math.sqrt(len(rows)) for k in keys}
+    spread = {k: interval([r[k] for r in rows]) for k in keys}
     first = scores[0]
     result = {"command": "python -m mnist_pairs calibrate", "written": datetime.now().isoformat(timespec="seconds"),
-              "group": group, "bins": BINS, "n_runs": len(rows), "runs": rows, "mean": mean,
-              "ci95": {k: [mean[k] - half[k], mean[k] + half[k]] for k in keys},
+              "group": group, "bins": BINS, "n_runs": len(rows), "runs": rows,
+              "mean": {k: st["mean"] for k, st in spread.items()}, "ci95": {k: st["ci95"] for k, st in spread.items()},
               "reliability_seed": runs[0].cfg.seed,
               "reliability": {f"{name}{tag}": reliability(first[f"best_{name}"], targets[name], t)
                               for name in ("heldout",)

@@ -47,7 +47,7 @@ import torch
 from .ablation import paired
 from ..config import load_config
 from ..errors import RunNotFound
-from .summary import interval
+from ..stats import interval
 
 PLAN = {
     "improved": "confirm_improved__validation",     # sweep groups (params/<name>.yaml, --protocol validation)
@@ -121,7 +121,8 @@ def tta_logits(model: torch.nn.Module, pairs, shifts=TTA_SHIFTS) -> torch.Tensor
 
 
 def _metrics(z: torch.Tensor, pairs, bootstrap: bool = False) -> dict:
-    from ..metrics import image_bootstrap_ci, pair_metrics
+    from ..metrics import pair_metrics
+    from ..stats import image_bootstrap_ci
 
     m = pair_metrics(z, pairs.y)
     out = {"acc": m["acc"], "auc": m["auc"]}

@@ -19,7 +19,9 @@ import torch
 
 from ..data import load_data, pair_balance
 from .ablation import IMPROVED_FROM, ablation_rows, adopted, improved_check, paired, timeline
-from .confirmation import PLAN, published_seed, report_facts
+from .confirmation import PLAN, report_facts
+from .formats import delta_pp, pct, pm, pm_plain, pmi
+from .repro import improved_pick_ok, is_committed_run, repro_check
 from ..mnist import FASHION_CLASSES, MNIST_FILES
 from ..models import build_model, count_parameters
 from ..paths import REPORTS_DIR, atomic_write_text, resolve
@@ -63,12 +65,6 @@ def run_facts(run: Run) -> dict:
             "lrs": sorted({r["lr"] for r in h}, reverse=True), "selected": h[run.results["selected_epoch"] - 1]}
 
 
-def environment_key(env: dict) -> tuple:
-    """What must match for two runs to be expected to agree bit for bit."""
-    return (env.get("cpu"), env.get("device"), env.get("gpu"), env.get("precision"), env.get("torch"),
-            env.get("torch_threads"))
-
-
 def short_commit(commit: str) -> str:
     """12 hex digits, keeping the "-dirty" mark of a run made from uncommitted changes."""
     return commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
@@ -76,55 +72,6 @@ def short_commit(commit: str) -> str:
 
 def percentile_of(value: float, xs: list[float]) -> float:
     return 100 * sum(x < value for x in xs) / len(xs)
-
-
-REPRO_KEYS = (("heldout_acc", "best_heldout"), ("test_acc", "best_test"), ("confirm_acc", "best_confirm"))
-
-
-def repro_check(fresh: dict, group: dict) -> dict | None:
-    """This machine's fresh run against the committed multi-seed distribution: inside or outside
-    the 95 % prediction interval for one new run, and by how much (held-out, test, and
-    confirmation accuracy where both have it). If the group has a run of the same training seed,
-    also whether the fresh run's metrics equal that run's exactly."""
-    from .summary import t95
-
-    n = group["n_runs"]
-    if n < 2:
-        return None
-    out = {"n": n, "group": group["group"], "keys": []}
-    for key, result in REPRO_KEYS:
-        if result not in fresh["results"] or group["mean"].get(key) is None or group["sd"].get(key) is None:
-            continue
-        value = fresh["results"][result]["acc"]
-        m, sd = group["mean"][key], group["sd"][key]
-        half = t95(n) * sd * math.sqrt(1 + 1 / n)
-        lo, hi = m - half, m + half
-        out[key] = {"value": value, "mean": m, "lo": lo, "hi": hi, "inside": lo <= value <= hi,
-                    "off_by": 0.0 if lo <= value <= hi else (value - hi if value > hi else value - lo)}
-        out["keys"].append(key)
-    envs = {environment_key(r | {"device": r["device"]}) for r in group["runs"]}
-    out["same_environment"] = all(r["cpu"] == fresh["env"]["cpu"] and r["precision"] == fresh["env"]["precision"]
-                                  and r["torch"] == fresh["env"]["torch"] for r in group["runs"])
-    out["sweep_envs"] = len(envs)
-    twin = next((r for r in group["runs"] if r["seed"] == fresh["cfg"]["seed"]), None)
-    if twin is not None:
-        out["twin"] = {"seed": twin["seed"], "identical": all(
-            out[k]["value"] == twin[k] for k in out["keys"]) and fresh["results"]["best_val"]["acc"] == twin["val_acc"]}
-    return out
-
-
-def is_committed_run(run: dict, group: dict | None) -> bool:
-    """Whether a published run is one of the group's runs itself (same seed, same start time),
-    not a fresh run of the same configuration."""
-    return bool(group) and any(r["seed"] == run["cfg"]["seed"] and r.get("started")
-                               and r["started"] == run["env"].get("started") for r in group["runs"])
-
-
-def improved_pick_ok(run: dict | None, group: dict | None, cf: dict | None) -> bool:
-    """Whether the published improved run's training seed is the one the registered rule picks:
-    among the complete confirmation, registered before every confirmation run finished."""
-    return bool(run and group and cf and cf["verdict"] and cf["verdict"]["complete"] and cf["pick_first"]
-                and published_seed(group) == run["cfg"]["seed"])
 
 
 def _pick(groups: dict, name: str, model: str, protocol: str) -> dict | None:
@@ -269,38 +216,6 @@ def openset_rows(group: dict | None) -> list[tuple]:
               **{k: PAIR_TYPES[k] for k in list(PAIR_TYPES)[2:]}}
     return [(label, int(o[f"pair_types.{k}.pairs"]["mean"]), o[f"pair_types.{k}.acc"],
              o[f"pair_types.{k}.acc_at_threshold"]) for k, label in labels.items() if k in kinds]
-
-
-def pct(x) -> str:
-    return "—" if x is None else f"{100 * x:.2f}%"
-
-
-def pm(group: dict, key: str) -> str:
-    """"98.41% ± 0.21"(95 % CI half-width, points) from a summary group."""
-    m, (lo, hi) = group["mean"][key], group["ci95"][key]
-    return f"{100 * m:.2f}% ± {100 * (hi - lo) / 2:.2f}"
-
-
-def pmi(st: dict, digits: int | None = None) -> str:
-    """One {"mean": …, "ci95": […]} interval (summary.interval): "98.41% ± 0.21" (points),
-    or with `digits` a plain "0.9951 ± 0.0012"."""
-    m, half = st["mean"], (st["ci95"][1] - st["ci95"][0]) / 2
-    return f"{100 * m:.2f}% ± {100 * half:.2f}" if digits is None else f"{m:.{digits}f} ± {half:.{digits}f}"
-
-
-def delta_pp(st: dict | None) -> str:
-    """A paired difference interval in points: "+0.12 ± 0.30", or "—"."""
-    if not st:
-        return "—"
-    mean = f"{100 * st['mean']:+.2f}"
-    mean = "0.00" if float(mean) == 0 else mean      # never "-0.00" or "+0.00"
-    return f"{mean} ± {100 * (st['ci95'][1] - st['ci95'][0]) / 2:.2f}"
-
-
-def pm_plain(stats: dict, key: str, digits: int = 4) -> str:
-    """"0.0077 ± 0.0020" from a {"mean": …, "ci95": …} dict (no percent, fixed digits)."""
-    m, (lo, hi) = stats["mean"][key], stats["ci95"][key]
-    return f"{m:.{digits}f} ± {(hi - lo) / 2:.{digits}f}"
 
 
 README_MARKERS = ("<!-- tables: generated by `python -m mnist_pairs summarize`; do not edit -->",

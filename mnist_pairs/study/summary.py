@@ -14,27 +14,20 @@ back each row are copied to reports/sweeps/<group>/seed<N>/ (small files only).
 from __future__ import annotations
 
 import json
-import math
 import shutil
-import statistics
 from pathlib import Path
 
 from ..models import build_model, count_parameters
 from ..paths import REPORTS_DIR, atomic_write_bytes, resolve, utc_now, utc_time
 from ..errors import RunNotFound
 from ..runs import Run, write_json
+from ..stats import interval
 from .sweep import SWEEPS_DIR
 
 RUN_FILES = ("config.yaml", "history.json", "env.json", "results.json")
 NUMERIC = ("selected_epoch", "val_acc", "test_acc", "test_acc_at_threshold", "final_test_acc", "best_test_acc",
            "heldout_acc", "heldout_auc", "heldout_acc_at_threshold", "final_heldout_acc", "train_seconds",
            "confirm_acc", "confirm_auc")
-
-
-def t95(n: int) -> float:
-    from scipy.stats import t
-
-    return float(t.ppf(0.975, n - 1)) if n > 1 else math.nan
 
 
 def run_row(run: Run) -> dict:
@@ -77,14 +70,6 @@ def flatten(d: dict, prefix: str = "") -> dict[str, float]:
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
             out[f"{prefix}{k}"] = v
     return out
-
-
-def interval(xs: list[float]) -> dict:
-    """mean, sd and the 95 % t-interval of the mean of xs."""
-    m = statistics.mean(xs)
-    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
-    half = t95(len(xs)) * sd / math.sqrt(len(xs)) if len(xs) > 1 else math.nan
-    return {"mean": m, "sd": sd, "ci95": [m - half, m + half], "n": len(xs)}
 
 
 def _seed_text(seeds: list[int]) -> str:

@@ -20,7 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import Config, load_config, parse_int_list
+from ..config import Config, load_config
+from ..paramfile import parse_int_list
 from ..paths import resolve
 from ..runs import Run
 

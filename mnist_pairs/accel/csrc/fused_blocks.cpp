@@ -102,9 +102,9 @@ std::pair<at::Tensor, at::Tensor> channel_stats(const at::Tensor& y) {
   return {mean, var};
 }
 
-// One 2x2 window, every channel: the element that BatchNorm maps highest (the largest y, or the
-// smallest where scale < 0; the first of equal ones and NaN wins, as MaxPool2d), its y, its
-// position and relu(scale * y + shift).
+// One 2x2 window, every channel: the element that BatchNorm maps highest (the largest y, the
+// smallest where scale < 0, the first where scale = 0; the first of equal ones and NaN wins, as
+// MaxPool2d), its y, its position and relu(scale * y + shift).
 template <class T>
 inline void pool_window(const T* __restrict__ q0, const T* __restrict__ q1, const T* __restrict__ q2,
                         const T* __restrict__ q3, const float* __restrict__ sg, const float* __restrict__ sc,
@@ -118,7 +118,8 @@ inline void pool_window(const T* __restrict__ q0, const T* __restrict__ q1, cons
     v = s * to_f(q1[c]); up = v > best || v != v; k = up ? 1 : k; best = up ? v : best;
     v = s * to_f(q2[c]); up = v > best || v != v; k = up ? 2 : k; best = up ? v : best;
     v = s * to_f(q3[c]); up = v > best || v != v; k = up ? 3 : k; best = up ? v : best;
-    const float yv = s * best;
+    // s = 0 (a zero BatchNorm scale): every element maps to the same value, the first wins
+    const float yv = s != 0.f ? s * best : to_f((k == 0 ? q0 : k == 1 ? q1 : k == 2 ? q2 : q3)[c]);
     pm[c] = from_f<T>(yv);
     pa[c] = k;
     pz[c] = from_f<T>(std::max(yv * sc[c] + sh[c], 0.f));
@@ -150,7 +151,7 @@ std::vector<at::Tensor> maxpool_forward(const at::Tensor& y, const at::Tensor& w
   std::tie(mean, var) = channel_stats<T>(y);
   auto scale = (weight * at::rsqrt(var + eps)).contiguous();
   auto shift = (bias - mean * scale).contiguous();
-  auto sign = at::where(scale < 0, -1.0, 1.0).to(at::kFloat).contiguous();
+  auto sign = at::sign(scale).to(at::kFloat).contiguous();  // -1, 0 or +1 per channel
   auto cl = at::MemoryFormat::ChannelsLast;
   auto z = at::empty({B, C, Ho, Wo}, y.options().memory_format(cl));
   auto ym = at::empty({B, C, Ho, Wo}, y.options().memory_format(cl));

@@ -1,0 +1,59 @@
+"""The reproduction check of the report's last section: a fresh study run against the committed
+multi-seed group of its configuration (the 95 % prediction interval for one new run) and against
+the committed run of the same training seed (equal or not, metric for metric)."""
+from __future__ import annotations
+
+from ..stats import prediction_interval
+from .confirmation import published_seed
+
+
+def environment_key(env: dict) -> tuple:
+    """What must match for two runs to be expected to agree bit for bit."""
+    return (env.get("cpu"), env.get("device"), env.get("gpu"), env.get("precision"), env.get("torch"),
+            env.get("torch_threads"))
+
+
+REPRO_KEYS = (("heldout_acc", "best_heldout"), ("test_acc", "best_test"), ("confirm_acc", "best_confirm"))
+
+
+def repro_check(fresh: dict, group: dict) -> dict | None:
+    """This machine's fresh run against the committed multi-seed distribution: inside or outside
+    the 95 % prediction interval for one new run, and by how much (held-out, test, and
+    confirmation accuracy where both have it). If the group has a run of the same training seed,
+    also whether the fresh run's metrics equal that run's exactly."""
+    n = group["n_runs"]
+    if n < 2:
+        return None
+    out = {"n": n, "group": group["group"], "keys": []}
+    for key, result in REPRO_KEYS:
+        if result not in fresh["results"] or group["mean"].get(key) is None or group["sd"].get(key) is None:
+            continue
+        value = fresh["results"][result]["acc"]
+        m, sd = group["mean"][key], group["sd"][key]
+        lo, hi = prediction_interval(m, sd, n)
+        out[key] = {"value": value, "mean": m, "lo": lo, "hi": hi, "inside": lo <= value <= hi,
+                    "off_by": 0.0 if lo <= value <= hi else (value - hi if value > hi else value - lo)}
+        out["keys"].append(key)
+    envs = {environment_key(r | {"device": r["device"]}) for r in group["runs"]}
+    out["same_environment"] = all(r["cpu"] == fresh["env"]["cpu"] and r["precision"] == fresh["env"]["precision"]
+                                  and r["torch"] == fresh["env"]["torch"] for r in group["runs"])
+    out["sweep_envs"] = len(envs)
+    twin = next((r for r in group["runs"] if r["seed"] == fresh["cfg"]["seed"]), None)
+    if twin is not None:
+        out["twin"] = {"seed": twin["seed"], "identical": all(
+            out[k]["value"] == twin[k] for k in out["keys"]) and fresh["results"]["best_val"]["acc"] == twin["val_acc"]}
+    return out
+
+
+def is_committed_run(run: dict, group: dict | None) -> bool:
+    """Whether a published run is one of the group's runs itself (same seed, same start time),
+    not a fresh run of the same configuration."""
+    return bool(group) and any(r["seed"] == run["cfg"]["seed"] and r.get("started")
+                               and r["started"] == run["env"].get("started") for r in group["runs"])
+
+
+def improved_pick_ok(run: dict | None, group: dict | None, cf: dict | None) -> bool:
+    """Whether the published improved run's training seed is the one the registered rule picks:
+    among the complete confirmation, registered before every confirmation run finished."""
+    return bool(run and group and cf and cf["verdict"] and cf["verdict"]["complete"] and cf["pick_first"]
+                and published_seed(group) == run["cfg"]["seed"])
