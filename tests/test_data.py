@@ -11,6 +11,7 @@ import torch
 from mnist_pairs import augment as A
 from mnist_pairs import data as D
 from mnist_pairs import mnist as M
+from mnist_pairs import subset as S
 from mnist_pairs.config import Config
 
 
@@ -80,11 +81,11 @@ def test_subset_is_fixed_and_cached(tmp_path, mnist_root, subset):
     assert subset.heldout_images.shape == (9000, 1, 28, 28)
     assert 0.0 <= float(subset.train_images.min()) and float(subset.train_images.max()) <= 1.0
     # the cache holds exactly what a fresh draw from the data seed gives, and is reused as is
-    fresh = D._draw_subset(60000, 10000, 0.1, 42)
+    fresh = S._draw_subset(60000, 10000, 0.1, 42)
     np.testing.assert_array_equal(subset.train_index, fresh["train"])
     np.testing.assert_array_equal(subset.test_index, fresh["test"])
     assert len(np.unique(subset.train_index)) == 6000
-    other = D._draw_subset(60000, 10000, 0.1, 43)
+    other = S._draw_subset(60000, 10000, 0.1, 43)
     assert not np.array_equal(other["train"], fresh["train"])
 
 
@@ -96,7 +97,7 @@ def test_training_seed_does_not_move_the_subset(subset):
 @pytest.mark.parametrize("damage", ["tamper", "truncate"])
 def test_damaged_subset_cache_is_drawn_again(tmp_path, damage):
     labels = {"train": torch.arange(600) % 10, "test": torch.arange(100) % 10}
-    first = D.subset_indices(labels, 0.5, 7, tmp_path)
+    first = S.subset_indices(labels, 0.5, 7, tmp_path)
     path = tmp_path / "subsets" / "subset_seed7_frac0.5.json"
     if damage == "tamper":
         rec = json.loads(path.read_text())
@@ -105,7 +106,7 @@ def test_damaged_subset_cache_is_drawn_again(tmp_path, damage):
     else:
         path.write_bytes(path.read_bytes()[:100])
     messages = []
-    again = D.subset_indices(labels, 0.5, 7, tmp_path, log=messages.append)
+    again = S.subset_indices(labels, 0.5, 7, tmp_path, log=messages.append)
     np.testing.assert_array_equal(again["train"], first["train"])
     assert messages and str(path) in messages[0]
     assert json.loads(path.read_text())["train"] == first["train"].tolist()  # rewritten whole
@@ -113,8 +114,8 @@ def test_damaged_subset_cache_is_drawn_again(tmp_path, damage):
 
 def test_a_fraction_too_small_for_every_digit_fails_before_caching(tmp_path):
     labels = {"train": torch.arange(600) % 10, "test": torch.arange(100) % 10}
-    with pytest.raises(D.ConfigError, match="at least 2"):
-        D.subset_indices(labels, 0.05, 7, tmp_path)   # 5 test images for 10 digits
+    with pytest.raises(S.ConfigError, match="at least 2"):
+        S.subset_indices(labels, 0.05, 7, tmp_path)   # 5 test images for 10 digits
     assert not (tmp_path / "subsets").exists()
 
 
