@@ -118,8 +118,8 @@ inline void pool_window(const T* __restrict__ q0, const T* __restrict__ q1, cons
     v = s * to_f(q1[c]); up = v > best || v != v; k = up ? 1 : k; best = up ? v : best;
     v = s * to_f(q2[c]); up = v > best || v != v; k = up ? 2 : k; best = up ? v : best;
     v = s * to_f(q3[c]); up = v > best || v != v; k = up ? 3 : k; best = up ? v : best;
-    // s = 0 (a zero BatchNorm scale): every element maps to the same value, the first wins
-    const float yv = s != 0.f ? s * best : to_f((k == 0 ? q0 : k == 1 ? q1 : k == 2 ? q2 : q3)[c]);
+    // the chosen element itself (s * best is it too when s = +-1, but not when s = 0)
+    const float yv = to_f((k == 0 ? q0 : k == 1 ? q1 : k == 2 ? q2 : q3)[c]);
     pm[c] = from_f<T>(yv);
     pa[c] = k;
     pz[c] = from_f<T>(std::max(yv * sc[c] + sh[c], 0.f));
