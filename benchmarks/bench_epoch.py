@@ -1,7 +1,7 @@
 """Seconds per training epoch: the seed's style of data pipeline against the project's, side by side.
 
     python benchmarks/bench_epoch.py --out reports/benchmarks/bench_epoch.json   # full epochs, ~4 min
-    python benchmarks/bench_epoch.py --quick --rounds 1    # 768 pairs per timing, scaled to an epoch, < 1 min
+    python benchmarks/bench_epoch.py --quick --rounds 1    # 768 pairs (shared: 1,536 images) per timing, scaled to an epoch
     python benchmarks/bench_epoch.py --device cuda         # the same on a GPU (benchmarks/gpu.sh)
 
 An epoch is 12,000 training pairs + scoring the 4,000 test pairs (protocol "test", no held-out
@@ -43,15 +43,16 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.transforms import v2
 
-from mnist_pairs import data as D
-from mnist_pairs import hardware as H
-from mnist_pairs import train as T
+from mnist_pairs.data import load_data, train_pairs
+from mnist_pairs import hardware
+from mnist_pairs import train
 from mnist_pairs.augment import MNIST_MEAN, MNIST_STD
 from mnist_pairs.config import Config
 from mnist_pairs.models import build_model
 from timing import emit, provenance
 
 QUICK_PAIRS, WARMUP_PAIRS = 768, 256
+QUICK_IMAGES = 1536  # --quick: images per timed shared-encoding epoch, scaled to all of them
 
 
 class SeedPairDataset(Dataset):
@@ -81,7 +82,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def cut(cfg: Config, data: T.DeviceData, n_pairs: int) -> tuple[Config, T.DeviceData]:
+def cut(cfg: Config, data: train.DeviceData, n_pairs: int) -> tuple[Config, train.DeviceData]:
     """The config and data of a shortened epoch: n_pairs training pairs and a third as many test
     pairs, in the proportion of a full epoch (12,000 : 4,000)."""
     t = data.cpu.sets["test"]
@@ -91,9 +92,20 @@ def cut(cfg: Config, data: T.DeviceData, n_pairs: int) -> tuple[Config, T.Device
     return cfg.replace(train_pairs=n_pairs), short
 
 
-def seed_style_epoch(model, opt, scaler, cfg: Config, data: T.DeviceData, epoch: int, device, precision: str) -> float:
+def cut_images(data: train.DeviceData, n_images: int) -> train.DeviceData:
+    """The data of a shortened shared-encoding epoch: the first n_images training images and the
+    test pairs in the same proportion to a full epoch (6,000 images : 4,000 pairs)."""
+    t = data.cpu.sets["test"]
+    k = len(t.y) * n_images // len(data.train_labels)
+    short = copy.copy(data)
+    short.train_images, short.train_labels = data.train_images[:n_images], data.train_labels[:n_images]
+    short.cpu = dataclasses.replace(data.cpu, sets={"test": dataclasses.replace(t, a=t.a[:k], b=t.b[:k], y=t.y[:k])})
+    return short
+
+
+def seed_style_epoch(model, opt, scaler, cfg: Config, data: train.DeviceData, epoch: int, device, precision: str) -> float:
     t0 = time.perf_counter()
-    a, b, y = D.train_pairs(data.cpu.train_labels, cfg.train_pairs, cfg.seed, epoch)
+    a, b, y = train_pairs(data.cpu.train_labels, cfg.train_pairs, cfg.seed, epoch)
     to_u8 = lambda x: (x * 255).round().to(torch.uint8)  # (N,1,28,28) uint8, as PIL/ToTensor saw them
     workers, pin = os.cpu_count() or 1, device.type == "cuda"
     loader = DataLoader(SeedPairDataset(to_u8(data.cpu.train_images), a, b, y, True, cfg), batch_size=cfg.batch_size,
@@ -102,7 +114,7 @@ def seed_style_epoch(model, opt, scaler, cfg: Config, data: T.DeviceData, epoch:
     model.train()
     for xa, xb, yy in loader:
         xa, xb, yy = (t.to(device, non_blocking=True) for t in (xa, xb, yy))
-        with H.autocast(device, precision):
+        with hardware.autocast(device, precision):
             logits = model(xa, xb)
         loss = F.binary_cross_entropy_with_logits(logits.float(), yy)
         opt.zero_grad(set_to_none=True)
@@ -111,7 +123,7 @@ def seed_style_epoch(model, opt, scaler, cfg: Config, data: T.DeviceData, epoch:
         scaler.update()
     test = data.cpu.sets["test"]
     model.eval()
-    with torch.no_grad(), H.autocast(device, precision):
+    with torch.no_grad(), hardware.autocast(device, precision):
         for xa, xb, _ in DataLoader(SeedPairDataset(to_u8(test.images), test.a, test.b, test.y, False, cfg),
                                     batch_size=cfg.batch_size, num_workers=workers, pin_memory=pin):
             model(xa.to(device, non_blocking=True), xb.to(device, non_blocking=True))
@@ -119,10 +131,10 @@ def seed_style_epoch(model, opt, scaler, cfg: Config, data: T.DeviceData, epoch:
     return time.perf_counter() - t0
 
 
-def project_epoch(model, opt, scaler, cfg: Config, data: T.DeviceData, epoch: int, device, precision: str) -> float:
+def project_epoch(model, opt, scaler, cfg: Config, data: train.DeviceData, epoch: int, device, precision: str) -> float:
     t0 = time.perf_counter()
-    T.train_one_epoch(model, opt, scaler, data, cfg, epoch, device, precision)
-    T.evaluate(model, data, cfg, device, precision)
+    train.train_one_epoch(model, opt, scaler, data, cfg, epoch, device, precision)
+    train.evaluate(model, data, cfg, device, precision)
     _sync(device)
     return time.perf_counter() - t0
 
@@ -130,7 +142,7 @@ def project_epoch(model, opt, scaler, cfg: Config, data: T.DeviceData, epoch: in
 def compute_floor(cfg: Config, device, precision: str, reps: int, fused: bool = False) -> tuple[float, float]:
     """(seconds per fwd+bwd+step on one batch, FLOPs of that step) with the project's settings."""
     torch.manual_seed(0)
-    fmt = H.memory_format(cfg)
+    fmt = hardware.memory_format(cfg)
     model = build_model(cfg.model, fused=fused).to(device, memory_format=fmt)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     xa = torch.randn(cfg.batch_size, 1, 28, 28, device=device).contiguous(memory_format=fmt)
@@ -138,7 +150,7 @@ def compute_floor(cfg: Config, device, precision: str, reps: int, fused: bool = 
     y = (torch.rand(cfg.batch_size, device=device) > 0.5).float()
 
     def step():
-        with H.autocast(device, precision):
+        with hardware.autocast(device, precision):
             logits = model(xa, xb)
         loss = F.binary_cross_entropy_with_logits(logits.float(), y)
         opt.zero_grad(set_to_none=True)
@@ -162,11 +174,11 @@ def compute_floor(cfg: Config, device, precision: str, reps: int, fused: bool = 
 
 def run(quick: bool, rounds: int, device_name: str = "cpu") -> dict:
     cfg = Config(device=device_name, protocol="test", heldout_pairs=0)
-    device = H.resolve_device(cfg)
-    precision = H.resolve_precision(cfg, device)
-    H.setup_backend(cfg, device)
-    data = T.DeviceData(D.load_data(cfg), cfg, device)
-    fmt = H.memory_format(cfg)
+    device = hardware.resolve_device(cfg)
+    precision = hardware.resolve_precision(cfg, device)
+    hardware.setup_backend(cfg, device)
+    data = train.DeviceData(load_data(cfg), cfg, device)
+    fmt = hardware.memory_format(cfg)
     torch.manual_seed(cfg.seed)
 
     def learner(channels_last: bool, fused: bool = False):
@@ -187,10 +199,14 @@ def run(quick: bool, rounds: int, device_name: str = "cpu") -> dict:
         pipelines["fused"] = (project_epoch, *learner(True, fused=True), scaler(precision), precision)
     shared_cfg = cfg.replace(pairing="shared")
 
-    def time_epoch(name: str, c: Config, d: T.DeviceData, epoch: int) -> float:
+    # a shared-encoding epoch is one pass over the training images: --quick times a pass over some
+    shared_data = cut_images(data, QUICK_IMAGES) if quick else data
+    shared_scale = len(data.train_labels) / len(shared_data.train_labels)
+
+    def time_epoch(name: str, c: Config, d: train.DeviceData, epoch: int) -> float:
         fn, model, opt, sc, p = pipelines[name]
-        if name == "shared":  # a whole shared-encoding epoch: it does not shorten with train_pairs
-            return fn(model, opt, sc, shared_cfg, data, epoch, device, p)
+        if name == "shared":  # it does not shorten with train_pairs
+            return fn(model, opt, sc, shared_cfg, shared_data, epoch, device, p) * shared_scale
         return fn(model, opt, sc, c, d, epoch, device, p)
 
     warm_cfg, warm_data = cut(cfg, data, WARMUP_PAIRS)
@@ -215,7 +231,7 @@ def run(quick: bool, rounds: int, device_name: str = "cpu") -> dict:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024          # this process (project pipeline)
     rss_workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # largest DataLoader worker
     med = {k: statistics.median(v) for k, v in times.items()}
-    dtype = H.AUTOCAST[precision]
+    dtype = hardware.AUTOCAST[precision]
     return {"seed_style_s_per_epoch": round(med["seed"], 3), "project_s_per_epoch": round(med["project"], 3),
             "project_fp32_s_per_epoch": round(med["project_fp32"], 3),
             "shared_s_per_epoch": round(med["shared"], 3), "shared_speedup": round(med["seed"] / med["shared"], 3),
@@ -226,7 +242,7 @@ def run(quick: bool, rounds: int, device_name: str = "cpu") -> dict:
             "train_pairs": cfg.train_pairs, "test_pairs": cfg.test_pairs, "steps_per_epoch": steps,
             "peak_rss_mb": round(rss, 1), "peak_rss_worker_mb": round(rss_workers, 1), "quick": quick, "rounds": rounds,
             "precision": precision, "autocast": str(dtype).replace("torch.", "") if dtype else "off",
-            "cpu_native_bf16": H.cpu_has_native_bf16(), "device": str(device),
+            "cpu_native_bf16": hardware.cpu_has_native_bf16(), "device": str(device),
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
             "python": platform.python_version()}
 

@@ -20,8 +20,8 @@ import sys
 
 import torch
 
-from mnist_pairs import data as D
-from mnist_pairs import hardware as H
+from mnist_pairs.data import load_data
+from mnist_pairs import hardware
 from mnist_pairs.augment import normalize
 from mnist_pairs.config import Config
 from mnist_pairs.errors import UserError
@@ -82,15 +82,15 @@ def main(argv=None) -> int:
     else:
         print(f"{resolve(args.run)} has no best.pt: timing random weights (throughput does not depend on them)")
         model = build_model("siamese").eval()
-    fmt = H.memory_format(cfg)
+    fmt = hardware.memory_format(cfg)
     model = model.to(memory_format=fmt)
-    precision = H.resolve_precision(cfg, device)
-    test = D.load_data(cfg).sets["test"]
+    precision = hardware.resolve_precision(cfg, device)
+    test = load_data(cfg).sets["test"]
     gallery = normalize(test.images).contiguous(memory_format=fmt)          # (1000,1,28,28)
     n, a, b = len(gallery), test.a, test.b
 
     def pairs_direct():
-        with torch.no_grad(), H.autocast(device, precision):
+        with torch.no_grad(), hardware.autocast(device, precision):
             for i in range(0, len(a), 1024):
                 model(gallery[a[i:i + 1024]], gallery[b[i:i + 1024]])
 
@@ -98,18 +98,18 @@ def main(argv=None) -> int:
     queries = emb[:100]
 
     def one_vs_gallery():
-        with torch.no_grad(), H.autocast(device, precision):
+        with torch.no_grad(), hardware.autocast(device, precision):
             for q in range(0, len(queries), 10):       # 10 queries x 1,000 gallery images per call
                 one_vs_many(model, queries[q:q + 10], emb)
 
     def embed_gallery():
-        with torch.no_grad(), H.autocast(device, precision):
+        with torch.no_grad(), hardware.autocast(device, precision):
             embed_images(model, gallery)
 
     t_direct = median_time(pairs_direct, args.reps)
     t_cached = median_time(one_vs_gallery, args.reps)
     t_embed = median_time(embed_gallery, args.reps)
-    dtype = H.AUTOCAST[precision]
+    dtype = hardware.AUTOCAST[precision]
     r = {"direct_pairs_per_s": round(len(a) / t_direct), "cached_pairs_per_s": round(len(queries) * n / t_cached),
          "embed_images_per_s": round(n / t_embed), "gallery": n, "queries": len(queries),
          "precision": precision, "autocast": str(dtype).replace("torch.", "") if dtype else "off"}

@@ -26,10 +26,10 @@ os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="induct
 import torch
 import torch.nn.functional as F
 
-from mnist_pairs import augment as A
-from mnist_pairs import data as D
-from mnist_pairs import hardware as H
-from mnist_pairs import train as T
+from mnist_pairs import augment
+from mnist_pairs.data import load_data, train_pairs
+from mnist_pairs import hardware
+from mnist_pairs import train
 from mnist_pairs.config import Config
 from mnist_pairs.models import build_model
 from timing import emit, median_time, provenance
@@ -52,7 +52,7 @@ def train_step_time(channels_last: bool, precision: str, threads: int, compile_:
     y = (torch.rand(CFG.batch_size) > 0.5).float()
 
     def step():
-        with H.autocast(CPU, precision):
+        with hardware.autocast(CPU, precision):
             logits = step_model(xa, xb)
         loss = F.binary_cross_entropy_with_logits(logits.float(), y)
         opt.zero_grad(set_to_none=True)
@@ -71,8 +71,8 @@ def main(argv=None) -> int:
     p.add_argument("--compile", action="store_true", help="also time torch.compile (needs a C++ compiler; slow)")
     args = p.parse_args(argv)
     all_threads = torch.get_num_threads()
-    default = H.resolve_precision(CFG, CPU)  # bf16 where the CPU has native bf16, else fp32
-    cases = [("fp32", False), ("fp32", True)] + ([("bf16", False), ("bf16", True)] if H.cpu_has_native_bf16() else [])
+    default = hardware.resolve_precision(CFG, CPU)  # bf16 where the CPU has native bf16, else fp32
+    cases = [("fp32", False), ("fp32", True)] + ([("bf16", False), ("bf16", True)] if hardware.cpu_has_native_bf16() else [])
     rows = {}
 
     def add(name: str, seconds: float, per_epoch: int, **extra) -> None:
@@ -91,25 +91,25 @@ def main(argv=None) -> int:
         s, first = train_step_time(True, default, all_threads, compile_=True, reps=10)
         add(f"{default} channels_last + torch.compile", s, STEPS_PER_EPOCH, compile_s=round(first, 1))
 
-    data = T.DeviceData(D.load_data(CFG), CFG, CPU)
+    data = train.DeviceData(load_data(CFG), CFG, CPU)
     n = CFG.batch_size  # one batch of pairs: both sides augmented in one call, as train_one_epoch does
-    a, b, _ = D.train_pairs(data.train_labels, n, CFG.seed, 1)
-    aug = A.draw_aug(2 * n, CFG, A.aug_generator(CFG.seed, 1))
-    s = median_time(lambda: A.normalize(A.augment_pair_batch(data.train_images, a, b, aug, 0, n)), 20)
+    a, b, _ = train_pairs(data.train_labels, n, CFG.seed, 1)
+    aug = augment.draw_aug(2 * n, CFG, augment.aug_generator(CFG.seed, 1))
+    s = median_time(lambda: augment.normalize(augment.augment_pair_batch(data.train_images, a, b, aug, 0, n)), 20)
     add(f"batched augmentation ({2 * n} images)", s, STEPS_PER_EPOCH)
 
-    model = build_model("siamese").to(memory_format=H.memory_format(CFG)).eval()
+    model = build_model("siamese").to(memory_format=hardware.memory_format(CFG)).eval()
     test, images = data.cpu.sets["test"], data.eval_images["test"]
 
     def eval_uncached():
-        with torch.no_grad(), H.autocast(CPU, default):
+        with torch.no_grad(), hardware.autocast(CPU, default):
             for i in range(0, len(test.a), CFG.batch_size):
                 model(images[test.a[i:i + CFG.batch_size]], images[test.b[i:i + CFG.batch_size]])
 
     add("evaluation, pairs at batch 256", median_time(eval_uncached, 5, 1), 1)
-    s = median_time(lambda: T.evaluate(model, data, CFG, CPU, default), 5, 1)
+    s = median_time(lambda: train.evaluate(model, data, CFG, CPU, default), 5, 1)
     add("evaluation, cached embeddings (default)", s, 1)  # as every epoch of `fit` scores the test pairs
-    emit({"rows": rows, "steps_per_epoch": STEPS_PER_EPOCH, "precision": default, "cpu_native_bf16": H.cpu_has_native_bf16(),
+    emit({"rows": rows, "steps_per_epoch": STEPS_PER_EPOCH, "precision": default, "cpu_native_bf16": hardware.cpu_has_native_bf16(),
           **provenance(__file__, argv)}, args.out)
     return 0
 

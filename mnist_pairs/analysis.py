@@ -23,7 +23,7 @@ from .config import EMBEDDING_MODELS
 from .data import RunData, load_data
 from .errors import ConfigError
 from .metrics import confusion, curves, hardest_errors, pair_metrics, probability
-from .paths import REPORTS_DIR, atomic_write_bytes, resolve
+from .paths import Reports, atomic_write_bytes, resolve
 from .runs import Run
 from .seed_reference import SEED_HISTORY
 
@@ -154,9 +154,9 @@ def analyze(run: Run | str | os.PathLike, n_embed: int = 2000, log=print) -> Ana
 def publish(analysis: Analysis, name: str, reports_dir: str | os.PathLike | None = None) -> Path:
     """Copy the run's files to <reports_dir>/runs/<name>/ and its figures to
     <reports_dir>/figures/<name>/, every file atomically (reports_dir: "" or None -> reports/)."""
-    reports_dir = resolve(reports_dir) if reports_dir else REPORTS_DIR
-    dest = reports_dir / "runs" / name
+    reports = Reports(resolve(reports_dir)) if reports_dir else Reports()
+    dest = reports.run(name)
     for f in PUBLISHED_FILES:
         atomic_write_bytes(dest / f, (analysis.run.dir / f).read_bytes())
-    analysis.save_figures(reports_dir / "figures" / name)
+    analysis.save_figures(reports.figures(name))
     return dest

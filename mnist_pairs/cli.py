@@ -1,11 +1,13 @@
-"""Command line: `python -m mnist_pairs {fetch-data,verify-data,train,sweep,summarize,study} …`
+"""Command line: `python -m mnist_pairs <command> …` (`--help` lists them; the most used below)
 
     python -m mnist_pairs fetch-data
     python -m mnist_pairs verify-data                 # exit 0 only if all four md5 match
     python -m mnist_pairs train --params params/seed_siamese.yaml --set epochs=3 --set seed=1
     python -m mnist_pairs train --resume experiments/siamese_20261127_101500
     python -m mnist_pairs sweep --params params/seed_siamese.yaml --protocol validation --seeds 0-4
-    python -m mnist_pairs summarize                   # reports/summary.json from the sweeps
+    python -m mnist_pairs summarize                   # reports/summary.json from the sweeps, the report's figures
+    python -m mnist_pairs calibrate                   # reports/calibration.json (temperature scaling)
+    python -m mnist_pairs readme                      # the README's generated tables
     python -m mnist_pairs study                       # notebooks 01→02→03, then the report
     python -m mnist_pairs confirm-levers              # TTA and ensemble on the confirmation runs
     python -m mnist_pairs publish-improved            # the improved model -> reports/runs/improved
@@ -132,29 +134,24 @@ def _run(args) -> int:
             print(r.dir)
         return 0
     if args.command == "summarize":
-        from .study.summary import summarize
-
-        from .study.ablation import write_figures
+        from .study.figures import write_report_figures
         from .study.report import update_readme
+        from .study.summary import summarize
 
         s = summarize()
         for name, g in s["groups"].items():
             print(f"{name}: {g['n_runs']} runs, held-out acc {g['mean']['heldout_acc']:.4f}")
-        for path in write_figures(s["groups"]):
+        for path in write_report_figures():
             print(path)
         update_readme()
         return 0
     if args.command == "calibrate":
         from .study.calibration import calibrate
-        from .paths import REPORTS_DIR
-        from .plots import plot_reliability, save_figure
+        from .study.figures import write_report_figures
 
         c = calibrate()
-        rel = c["reliability"]
-        t = next(r["temperature"] for r in c["runs"] if r["seed"] == c["reliability_seed"])
-        print(save_figure(plot_reliability(rel["heldout"], rel["heldout_scaled"], t,
-                                           f"留出对的可靠性图（单次运行：训练种子 {c['reliability_seed']}）"),
-                          REPORTS_DIR / "figures" / "calibration" / "reliability.png"))
+        for path in write_report_figures():
+            print(path)
         m = c["mean"]
         print(f"{c['n_runs']} runs: T {m['temperature']:.3f}; held-out ECE {m['heldout_ece']:.4f} -> "
               f"{m['heldout_ece_scaled']:.4f}; test ECE {m['test_ece']:.4f} -> {m['test_ece_scaled']:.4f}")
@@ -184,11 +181,10 @@ def _run(args) -> int:
         import json
 
         from .study.confirmation import PLAN, measure_levers
-        from .paths import REPORTS_DIR, atomic_write_text, resolve
-        from .study.sweep import SWEEPS_DIR
+        from .paths import SWEEPS_DIR, Reports, atomic_write_text, resolve
 
         out = measure_levers(resolve(SWEEPS_DIR) / PLAN["improved"])
-        print(atomic_write_text(REPORTS_DIR / "confirmation_levers.json", json.dumps(out, indent=1)))
+        print(atomic_write_text(Reports().confirmation_levers, json.dumps(out, indent=1)))
         return 0
     if args.command == "publish-improved":
         from .study.pipeline import publish_improved

@@ -24,7 +24,7 @@ import yaml
 
 from .errors import ConfigError, refuse_unknown
 from .paramfile import parse_int_list, read_yaml
-from .paths import data_root, resolve
+from .paths import EXPERIMENTS_DIR, data_root, resolve
 
 EMBEDDING_MODELS = ("siamese", "siamese_deep")  # the models that embed each image (models.py)
 # The allowed values of every string key with a fixed set of them (the seed's choice first).
@@ -34,7 +34,6 @@ CHOICES = {"model": ("siamese", "concat", "siamese_deep"), "protocol": ("test", 
            "loss": ("bce_logits", "bce_sigmoid"), "optimizer": ("adamw", "adam"),
            "pair_sampling": ("balanced", "random"), "lr_schedule": ("plateau", "constant", "cosine"),
            "pairing": ("independent", "shared")}
-MODELS = CHOICES["model"]
 SEED_LIMIT = 2 ** 32  # numpy and torch generators take seeds in [0, 2**32)
 
 
@@ -112,7 +111,7 @@ class Config:
                                       # less memory traffic, faster steps
     num_threads: int = 0              # torch intra-op threads; 0 -> all cores
     # --- output
-    out_dir: str = "experiments"      # run folders go under here (relative to the project root)
+    out_dir: str = EXPERIMENTS_DIR     # run folders go under here (relative to the project root)
     tensorboard: bool = False         # also write TensorBoard events to <run>/tensorboard (tboard.py)
     run_name: str = ""                # "" -> <model>_<YYYYmmdd_HHMMSS>
 

@@ -149,6 +149,16 @@ class RunData:
     train_labels: torch.Tensor
     sets: dict[str, PairSet] = field(default_factory=dict)
     selection: str = "test"  # the pair set the LR schedule, best epoch and threshold use
+    source: dict = field(default_factory=dict)  # data_source(cfg) of the config it was loaded for
+
+
+# The config keys load_data reads: two configs that agree on them load the same RunData.
+DATA_KEYS = ("dataset", "data_root", "data_seed", "subset_fraction", "train_classes", "protocol", "val_images",
+             "val_pairs", "test_pairs", "heldout_pairs", "confirm_pairs")
+
+
+def data_source(cfg) -> dict:
+    return {k: getattr(cfg, k) for k in DATA_KEYS}
 
 
 def seen_mask(labels: torch.Tensor, classes) -> torch.Tensor:
@@ -161,7 +171,8 @@ def load_data(cfg, log=print) -> RunData:
     stem = f"{cache_prefix(cfg)}{{}}_seed{ds}_frac{frac}"   # cache names: MNIST's as before
     ta, tb, ty = fixed_pairs(s.test_labels, cfg.test_pairs, (ds, _TEST_PAIRS_KEY),
                              cache / f"{stem.format('test_pairs')}_n{cfg.test_pairs}.json", log)
-    data = RunData(s, s.train_images, s.train_labels, {"test": PairSet(s.test_images, s.test_labels, ta, tb, ty)})
+    data = RunData(s, s.train_images, s.train_labels, {"test": PairSet(s.test_images, s.test_labels, ta, tb, ty)},
+                   source=data_source(cfg))
     if cfg.protocol == "validation":
         keep, held = stratified_split(s.train_labels, cfg.val_images, ds)
         classes, tag = cfg.seen_classes, ""

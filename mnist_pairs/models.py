@@ -1,4 +1,4 @@
-"""The two pair classifiers of the seed study, chosen by name.
+"""The three pair classifiers, chosen by name (`build_model`; config.CHOICES["model"] lists the names).
 
 - `SiameseCompareNet` (seed §3, 192,449 parameters): a shared CNN encoder embeds each
   image; the head sees concat(|a-b|, a*b), so swapping the inputs gives the same logit.
@@ -7,7 +7,7 @@
 - `SiameseDeepNet` (issue 9's deeper-encoder lever, 189,025 parameters): the same Siamese
   comparison with two 3x3 convolutions per resolution in the encoder and a smaller head.
 
-Both take two batches (B,1,28,28) and return logits (B,). With `fused=True` a training-mode
+Each takes two batches (B,1,28,28) and returns logits (B,). With `fused=True` a training-mode
 pass runs each BatchNorm -> ReLU -> pool of the convolutional stack as one C++ kernel (fused.py;
 CPU, fp32 or bf16 autocast): the same parameters and gradients, less memory traffic. The Siamese net can also embed
 images once (`embed`) and compare embeddings (`compare_embeddings`): the cheap way to
@@ -15,10 +15,14 @@ score one image against a gallery.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
 from .accel.fused import run_sequential
+from .config import CHOICES
+from .errors import refuse_unknown
 
 
 def _conv_block(cin: int, cout: int, k: int) -> list[nn.Module]:
@@ -106,18 +110,23 @@ class ConcatCNN(nn.Module):
         return self.head(x).squeeze(1)                   # -> (B,)
 
 
-MODELS = {"siamese": SiameseCompareNet, "concat": ConcatCNN, "siamese_deep": SiameseDeepNet}
+# The class of each name config.CHOICES["model"] allows (that tuple is the one list of names).
+MODELS = dict(zip(CHOICES["model"], (SiameseCompareNet, ConcatCNN, SiameseDeepNet), strict=True))
 
 
 def build_model(name: str, dropout: bool = True, fused: bool = False) -> nn.Module:
-    try:
-        return MODELS[name](dropout=dropout, fused=fused)
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}") from None
+    refuse_unknown([name], MODELS, "model")
+    return MODELS[name](dropout=dropout, fused=fused)
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@functools.cache
+def parameter_count(name: str) -> int:
+    """The trainable parameters of the model called `name` (built once per process)."""
+    return count_parameters(build_model(name))
 
 
 @torch.no_grad()
@@ -141,12 +150,15 @@ def score_pairs(model: nn.Module, images: torch.Tensor, idx_a: torch.Tensor, idx
                 batch_size: int = 2048) -> torch.Tensor:
     """Logits for pairs (idx_a[i], idx_b[i]) of `images` (N,1,28,28), model in eval mode.
 
-    A model with `embed` encodes each image once and compares embeddings, instead of
-    encoding every image once per pair it appears in (4,000 pairs of 1,000 images: 8x less).
+    A model with `embed` encodes each image that a pair uses once and compares embeddings,
+    instead of encoding every image once per pair it appears in (4,000 pairs of 1,000 images:
+    8x less). In eval mode an image's embedding does not depend on the other images of its batch.
     """
     idx_a, idx_b = idx_a.to(images.device), idx_b.to(images.device)
     if hasattr(model, "embed"):
-        emb = embed_images(model, images, batch_size)
+        used, where = torch.unique(torch.cat([idx_a, idx_b]), return_inverse=True)
+        emb = embed_images(model, images if len(used) == len(images) else images[used], batch_size)
+        idx_a, idx_b = where[: len(idx_a)], where[len(idx_a):]
         return torch.cat([model.compare_embeddings(emb[idx_a[i:i + batch_size]], emb[idx_b[i:i + batch_size]])
                           for i in range(0, len(idx_a), batch_size)])
     return torch.cat([model(images[idx_a[i:i + batch_size]], images[idx_b[i:i + batch_size]])

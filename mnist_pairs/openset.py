@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from . import augment as A
-from . import hardware as H
+from . import augment
+from . import hardware
 from .data import sample_pairs, seen_mask
 from .subset import keyed_generator
 from .errors import TrainingDiverged
@@ -72,7 +72,7 @@ def oneshot_episodes(labels: torch.Tensor, n_classes: int, episodes: int, querie
 
 def _logits(model, images, a, b, batch: int, device, precision) -> np.ndarray:
     model.eval()
-    with torch.no_grad(), H.autocast(device, precision):
+    with torch.no_grad(), hardware.autocast(device, precision):
         z = score_pairs(model, images, a, b, batch).float().cpu().numpy()
     if not np.isfinite(z).all():
         raise TrainingDiverged(f"open-set scoring gave {int((~np.isfinite(z)).sum())} non-finite logits of {len(z)}")
@@ -100,7 +100,7 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor, cfg, device, pre
     """Open-set pair types (when cfg.train_classes leaves classes out) and one-shot 10-way,
     for `model` on the held-out `images` (N,1,28,28) in [0, 1] with their labels."""
     seen = list(cfg.seen_classes)
-    x = A.normalize(images).to(device).contiguous(memory_format=H.memory_format(cfg))
+    x = augment.normalize(images).to(device).contiguous(memory_format=hardware.memory_format(cfg))
     out = {"seen_classes": seen, "oneshot": oneshot(model, x, labels, seen, cfg, device, precision)}
     if len(seen) == 10:
         return out

@@ -11,12 +11,72 @@ interrupted) removes its temporary file and leaves the old file as it was.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PARAMS_DIR = PROJECT_ROOT / "params"
 REPORTS_DIR = PROJECT_ROOT / "reports"
+NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
+EXPERIMENTS_DIR = "experiments"           # run folders (config `out_dir`), relative to the project root
+SWEEPS_DIR = "experiments/sweeps"         # one folder per sweep group, one run folder per training seed
 DATA_ENV_VAR = "MNIST_PAIRS_DATA"  # overrides the default data root
+# The runs `make study` publishes, by role: params/<name>.yaml is trained and published as
+# reports/runs/<name>/ and reports/figures/<name>/; the report and `compare` find them by role.
+PUBLISHED = {"siamese": "seed_siamese", "concat": "seed_concat", "improved": "improved"}
+
+
+@dataclass(frozen=True)
+class Reports:
+    """The map of a reports folder: reports/ itself, or the study's staging or scratch copy of it.
+
+        rp = Reports()                    # reports/
+        rp.run("improved")                # reports/runs/improved/ (a published run's files)
+        rp.figures("ablation")            # reports/figures/ablation/
+        rp.sweep("seed_siamese__test")    # reports/sweeps/<group>/ (the run files summary.json counts)
+    """
+    root: Path = REPORTS_DIR
+
+    def run(self, name: str) -> Path:
+        return self.root / "runs" / name
+
+    def figures(self, name: str) -> Path:
+        return self.root / "figures" / name
+
+    def sweep(self, group: str) -> Path:
+        return self.root / "sweeps" / group
+
+    @property
+    def sweeps(self) -> Path:
+        return self.root / "sweeps"
+
+    @property
+    def benchmarks(self) -> Path:
+        return self.root / "benchmarks"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def calibration(self) -> Path:
+        return self.root / "calibration.json"
+
+    @property
+    def confirmation_levers(self) -> Path:
+        return self.root / "confirmation_levers.json"
+
+    @property
+    def aug_selection(self) -> Path:
+        return self.root / "aug_selection.json"
+
+    @property
+    def study(self) -> Path:
+        return self.root / "study.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report_zh.md"
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:

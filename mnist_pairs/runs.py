@@ -30,9 +30,10 @@ import torch
 from .config import Config, load_config
 from .errors import CheckpointError, ConfigError, RunNotFound
 from .models import build_model
-from .paths import atomic_write_bytes, atomic_write_text, resolve
+from .paths import EXPERIMENTS_DIR, atomic_write_bytes, atomic_write_text, resolve, utc_now
 
 LATEST_POINTER = "latest_run.txt"  # under cfg.out_dir: the last run fit() finished
+RESUME_MAY_CHANGE = ("epochs", "device", "precision", "num_threads", "eval_batch_size", "fused_blocks")
 
 
 def new_run_dir(cfg: Config) -> Path:
@@ -93,7 +94,7 @@ class Run:
         return cls(d)
 
     @classmethod
-    def latest(cls, out_dir: str | os.PathLike = "experiments") -> "Run":
+    def latest(cls, out_dir: str | os.PathLike = EXPERIMENTS_DIR) -> "Run":
         """The run fit() finished last under out_dir, else the newest finished one."""
         root = resolve(out_dir)
         pointer = root / LATEST_POINTER
@@ -155,3 +156,49 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({self.dir})"
+
+
+# --------------------------------------------------------------------------- for fit (train.py)
+
+def prepare_run(cfg: Config | None, resume, overrides: dict | None):
+    """For fit: (config, run folder or None, last.pt state or None), all checked before anything
+    is written. Resuming, only RESUME_MAY_CHANGE keys may differ from the run's config.yaml."""
+    if resume is None:
+        if cfg is None:
+            raise ConfigError("fit needs a config or a run folder to resume")
+        return cfg, None, None
+    run_dir = resolve(resume)
+    if not (run_dir / "config.yaml").is_file():
+        raise RunNotFound(f"cannot resume {run_dir}: no such run folder (no config.yaml)")
+    saved = Run(run_dir).cfg
+    changes = dict(overrides or {})
+    if cfg is not None:
+        changes.update({k: v for k, v in cfg.to_dict().items() if v != getattr(saved, k)})
+    bad = sorted(set(changes) - set(RESUME_MAY_CHANGE))
+    if bad:
+        raise ConfigError(f"resume: {bad} differ from {run_dir / 'config.yaml'}; only {list(RESUME_MAY_CHANGE)} may change")
+    if not (run_dir / "last.pt").is_file():
+        raise RunNotFound(f"cannot resume {run_dir}: it has no last.pt (it died before its first epoch ended); "
+                          "start a new run instead")
+    state = load_checkpoint(run_dir / "last.pt")
+    if (run_dir / "best.pt").is_file():
+        load_checkpoint(run_dir / "best.pt")  # a damaged best.pt is reported now, before anything is written
+    for tmp in run_dir.glob(".*.tmp*"):       # left by a write that a kill interrupted
+        tmp.unlink(missing_ok=True)
+    return saved.replace(**changes), run_dir, state
+
+
+def open_run_dir(cfg: Config, run_dir, state, subset_sha256: dict, env: dict):
+    """Create the run folder (or record a resume in env.json), and write config.yaml."""
+    if run_dir is None:
+        run_dir = new_run_dir(cfg)
+        env.update(model=cfg.model, subset_index_sha256=subset_sha256,
+                   started=utc_now())
+        write_json(run_dir / "env.json", env)
+    else:
+        original = Run(run_dir).env
+        original.setdefault("resumes", []).append({"at": utc_now(),
+                                                   "from_epoch": state["epoch"], **env})
+        write_json(run_dir / "env.json", original)
+    atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
+    return run_dir

@@ -2,6 +2,7 @@
 then score many pairs among the batch's embeddings with the (cheap) comparison head.
 
     a, b, y = batch_pairs(labels, generator)      # every same-class pair of a batch + as many others
+    for x, (ia, ib), y, labels in shared_batches(data, cfg, epoch, device): ...   # train.train_step each
 
 The seed's pipeline (`pairing: independent`) encodes both images of each of 12,000 pairs an
 epoch: 24,000 encoder passes for 12,000 pairs. Here an epoch is one pass over the training
@@ -21,10 +22,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import augment as A
-from . import hardware as H
+from . import augment
+from . import hardware
 from .subset import keyed_generator
-from .optim import optimizer_step
 
 _SHARED_KEY = 11
 
@@ -58,16 +58,14 @@ def supcon_loss(e: torch.Tensor, labels: torch.Tensor, temperature: float) -> to
     return -(log_prob.masked_fill(~pos, 0.0).sum(1)[has] / n_pos[has]).mean()
 
 
-def train_epoch_shared(model, opt, scaler, data, cfg, epoch: int, device, precision: str, loss_fn,
-                       on_step=None) -> dict[str, float]:
-    """One pass over the training images; each batch's images are encoded once."""
-    model.train()
+def shared_batches(data, cfg, epoch: int, device):
+    """The epoch's batches for train.train_step: (images x, (ia, ib), target y, digit labels),
+    each image of the epoch augmented once and in one batch. Batches without a pair are skipped."""
     g = keyed_generator(cfg.seed, _SHARED_KEY, epoch)
     n = len(data.train_labels)
     order = torch.randperm(n, generator=g)
-    aug = A.draw_aug(n, cfg, A.aug_generator(cfg.seed, epoch)).to(device) if cfg.augment else None
-    fmt = H.memory_format(cfg)
-    loss_sum, correct, pairs = 0.0, 0, 0
+    aug = augment.draw_aug(n, cfg, augment.aug_generator(cfg.seed, epoch)).to(device) if cfg.augment else None
+    fmt = hardware.memory_format(cfg)
     for i in range(0, n, cfg.batch_size):
         idx = order[i:i + cfg.batch_size]
         labels = data.train_labels[idx]
@@ -75,19 +73,6 @@ def train_epoch_shared(model, opt, scaler, data, cfg, epoch: int, device, precis
         if len(y) == 0:
             continue
         x = data.train_images[idx.to(device)]
-        x = A.augment(x, aug.rows(torch.arange(i, i + len(idx), device=device))) if aug else x
-        x = A.normalize(x).contiguous(memory_format=fmt)
-        ia, ib, y = ia.to(device), ib.to(device), y.to(device)
-        with H.autocast(device, precision):
-            e = model.embed(x)
-            logits = model.compare_embeddings(e[ia], e[ib])
-        loss = loss_fn(logits.float(), y, cfg.loss)
-        if cfg.supcon_weight:
-            loss = loss + cfg.supcon_weight * supcon_loss(e, labels.to(device), cfg.supcon_temperature)
-        value = optimizer_step(loss, opt, scaler, epoch, i // cfg.batch_size)
-        loss_sum += value * len(y)
-        correct += int(((logits.detach() > 0).float() == y).sum())
-        pairs += len(y)
-        if on_step:
-            on_step(model)
-    return {"train_loss": loss_sum / max(pairs, 1), "train_acc": correct / max(pairs, 1), "train_pairs": pairs}
+        x = augment.augment(x, aug.rows(torch.arange(i, i + len(idx), device=device))) if aug else x
+        x = augment.normalize(x).contiguous(memory_format=fmt)
+        yield x, (ia.to(device), ib.to(device)), y.to(device), labels.to(device)

@@ -1,6 +1,7 @@
 """Chinese tables (pandas DataFrames) shared by the notebooks and the report.
 
-    config_table(cfg); checksum_table(root); subset_table(subset); balance_table(cfg, subset)
+    config_table(cfg); checksum_table(root); subset_table(subset); balance_table(cfg, data)
+    history_table(run); results_table(run.results)
 """
 from __future__ import annotations
 

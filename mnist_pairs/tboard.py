@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from . import augment as A
+from . import augment
 from .metrics import probability
 from .models import embed_images
 
@@ -57,7 +57,7 @@ class TensorBoardLog:
         model = run.model()
         if hasattr(model, "embed"):
             images = data.subset.heldout_images[:PROJECTOR_IMAGES]
-            emb = embed_images(model, A.normalize(images))
+            emb = embed_images(model, augment.normalize(images))
             self.writer.add_embedding(emb, metadata=data.subset.heldout_labels[:PROJECTOR_IMAGES].tolist(),
                                       label_img=images, global_step=step, tag="heldout")
         self.writer.close()

@@ -20,23 +20,22 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import augment as A
-from .accel import distributed as D
-from .accel import fused as FU
-from . import hardware as H
+from . import augment
+from .accel import distributed
+from .accel import fused
+from . import hardware
 from . import openset
-from . import optim as O
+from . import optim
 from .config import Config
-from .data import PairSet, RunData, load_data, train_pairs
-from .errors import ConfigError, RunNotFound, TrainingDiverged
+from .data import PairSet, RunData, data_source, load_data, train_pairs
+from .errors import ConfigError, TrainingDiverged
 from .metrics import pair_metrics, results
 from .models import build_model, count_parameters, score_pairs
-from .paths import atomic_write_bytes, atomic_write_text, resolve, utc_now
-from .runs import LATEST_POINTER, Run, load_checkpoint, new_run_dir, save_checkpoint, write_json
-from .shared_encoding import train_epoch_shared
+from .paths import atomic_write_bytes, atomic_write_text
+from .runs import LATEST_POINTER, Run, load_checkpoint, open_run_dir, prepare_run, save_checkpoint, write_json
+from .shared_encoding import shared_batches, supcon_loss
 from .tboard import TensorBoardLog
 
-RESUME_MAY_CHANGE = ("epochs", "device", "precision", "num_threads", "eval_batch_size", "fused_blocks")
 EPOCH_SETS = ("val", "test")  # scored every epoch; "heldout" and "confirm" only once, at the end
 
 
@@ -55,8 +54,8 @@ class DeviceData:
         self.cpu = data
         self.train_images = data.train_images.to(device)      # (N,1,28,28) in [0,1]
         self.train_labels = data.train_labels                  # CPU: pairs are drawn there
-        fmt = H.memory_format(cfg)
-        self.eval_images = {k: A.normalize(s.images).to(device).contiguous(memory_format=fmt)
+        fmt = hardware.memory_format(cfg)
+        self.eval_images = {k: augment.normalize(s.images).to(device).contiguous(memory_format=fmt)
                             for k, s in data.sets.items()}
 
 
@@ -64,43 +63,71 @@ def _progress_is_interactive() -> bool:
     return sys.stderr.isatty() or "ipykernel" in sys.modules
 
 
-def train_one_epoch(model, opt, scaler, data: DeviceData, cfg: Config, epoch: int,
-                    device: torch.device, precision: str, d: D.Dist = D.Dist(), on_step=None) -> dict[str, float]:
-    """One pass over the epoch's fresh pairs, augmented in whole batches on `device`. Under
-    torchrun each rank trains its slice of every global batch (distributed.py)."""
-    if cfg.pairing == "shared":
-        return train_epoch_shared(model, opt, scaler, data, cfg, epoch, device, precision, pair_loss, on_step)
-    model.train()
+def _independent_batches(data: DeviceData, cfg: Config, epoch: int, device, d: distributed.Dist):
+    """The seed's batches for train_step: (images x, None, target y, None), x holding side a of
+    this rank's slice of each global batch, then side b; each image augmented on its own."""
     a, b, y = train_pairs(data.train_labels, cfg.train_pairs, cfg.seed, epoch, cfg.pair_sampling)
     n = len(y)
-    aug = A.draw_aug(2 * n, cfg, A.aug_generator(cfg.seed, epoch)).to(device) if cfg.augment else None
+    aug = augment.draw_aug(2 * n, cfg, augment.aug_generator(cfg.seed, epoch)).to(device) if cfg.augment else None
     a, b, y = a.to(device), b.to(device), y.to(device)
-    fmt = H.memory_format(cfg)
-    loss_sum, correct = 0.0, 0
-    bar = tqdm(range(0, n, cfg.batch_size), desc=f"epoch {epoch}", leave=False, unit="batch",
-               disable=not (_progress_is_interactive() and d.main))
-    for i in bar:
+    fmt = hardware.memory_format(cfg)
+    for i in range(0, n, cfg.batch_size):
         lo, hi = d.shard(i, min(i + cfg.batch_size, n))  # the whole batch [i, j) in one process
         # both sides of the batch augmented in one call: rows [lo, hi) of a, then of b
-        x = A.augment_pair_batch(data.train_images, a, b, aug, lo, hi) if aug else \
+        x = augment.augment_pair_batch(data.train_images, a, b, aug, lo, hi) if aug else \
             data.train_images[torch.cat([a[lo:hi], b[lo:hi]])]
-        x = A.normalize(x).contiguous(memory_format=fmt)
-        with H.autocast(device, precision):
-            logits = model(x[: hi - lo], x[hi - lo:])
-        value = O.optimizer_step(pair_loss(logits.float(), y[lo:hi], cfg.loss), opt, scaler, epoch, i // cfg.batch_size)
-        loss_sum += value * (hi - lo)
-        correct += int(((logits.detach() > 0).float() == y[lo:hi]).sum())
+        yield augment.normalize(x).contiguous(memory_format=fmt), None, y[lo:hi], None
+
+
+def train_step(model, x: torch.Tensor, pairs, y: torch.Tensor, labels, opt, scaler, cfg: Config,
+               device, precision: str, epoch: int, batch: int) -> tuple[float, int]:
+    """One optimiser step, both pairings: (loss value, correct pairs). `pairs` None: x is side a
+    then side b of len(y) pairs (the seed's); else (ia, ib) index pairs among x's embeddings,
+    each image encoded once, with the SupCon term on the images' digit `labels` when configured."""
+    with hardware.autocast(device, precision):
+        if pairs is None:
+            logits = model(x[: len(y)], x[len(y):])
+        else:
+            e = model.embed(x)
+            # index_select, not e[ia]: the backward of advanced indexing (index_put_ with accumulate)
+            # adds rows in a thread-dependent order on the CPU, so runs would not repeat bit for bit
+            logits = model.compare_embeddings(e.index_select(0, pairs[0]), e.index_select(0, pairs[1]))
+    loss = pair_loss(logits.float(), y, cfg.loss)
+    if pairs is not None and cfg.supcon_weight:
+        loss = loss + cfg.supcon_weight * supcon_loss(e, labels, cfg.supcon_temperature)
+    value = optim.optimizer_step(loss, opt, scaler, epoch, batch)
+    return value, int(((logits.detach() > 0).float() == y).sum())
+
+
+def train_one_epoch(model, opt, scaler, data: DeviceData, cfg: Config, epoch: int,
+                    device: torch.device, precision: str, d: distributed.Dist = distributed.Dist(),
+                    on_step=None) -> dict[str, float]:
+    """One pass over the epoch's training batches (fresh pairs, augmented in whole batches on
+    `device`). Under torchrun each rank trains its slice of every global batch (distributed.py)."""
+    model.train()
+    shared = cfg.pairing == "shared"
+    batches = shared_batches(data, cfg, epoch, device) if shared else _independent_batches(data, cfg, epoch, device, d)
+    n_batches = -(-(len(data.train_labels) if shared else cfg.train_pairs) // cfg.batch_size)
+    loss_sum, correct, pairs = 0.0, 0, 0
+    bar = tqdm(batches, total=n_batches, desc=f"epoch {epoch}", leave=False, unit="batch",
+               disable=not (_progress_is_interactive() and d.main))
+    for step, (x, index_pairs, y, labels) in enumerate(bar):
+        value, right = train_step(model, x, index_pairs, y, labels, opt, scaler, cfg, device, precision, epoch, step)
+        loss_sum += value * len(y)
+        correct += right
+        pairs += len(y)
         bar.set_postfix(loss=f"{value:.4f}", refresh=False)
         if on_step:
             on_step(model)
-    loss_sum, correct = d.sum(loss_sum, correct)
-    return {"train_loss": loss_sum / n, "train_acc": correct / n}
+    loss_sum, correct, pairs = d.sum(loss_sum, correct, pairs)
+    out = {"train_loss": loss_sum / max(pairs, 1), "train_acc": correct / max(pairs, 1)}
+    return out | {"train_pairs": pairs} if shared else out
 
 
 def score(model, images: torch.Tensor, pairs: PairSet, cfg: Config, device, precision: str) -> torch.Tensor:
     """Logits (CPU, float32) of `model` in eval mode on fixed pairs; non-finite logits stop the run."""
     model.eval()
-    with torch.no_grad(), H.autocast(device, precision):
+    with torch.no_grad(), hardware.autocast(device, precision):
         logits = score_pairs(model, images, pairs.a, pairs.b, cfg.eval_batch_size)
     logits = logits.float().cpu()
     if not torch.isfinite(logits).all():
@@ -122,72 +149,63 @@ def evaluate(model, data: DeviceData, cfg: Config, device, precision: str, names
 
 # --------------------------------------------------------------------------- fit
 
-def _prepare(cfg: Config | None, resume, overrides: dict | None):
-    """(config, run folder or None, last.pt state or None), all checked before anything is written."""
-    if resume is None:
-        if cfg is None:
-            raise ConfigError("fit needs a config or a run folder to resume")
-        return cfg, None, None
-    run_dir = resolve(resume)
-    if not (run_dir / "config.yaml").is_file():
-        raise RunNotFound(f"cannot resume {run_dir}: no such run folder (no config.yaml)")
-    saved = Run(run_dir).cfg
-    changes = dict(overrides or {})
-    if cfg is not None:
-        changes.update({k: v for k, v in cfg.to_dict().items() if v != getattr(saved, k)})
-    bad = sorted(set(changes) - set(RESUME_MAY_CHANGE))
-    if bad:
-        raise ConfigError(f"resume: {bad} differ from {run_dir / 'config.yaml'}; only {list(RESUME_MAY_CHANGE)} may change")
-    if not (run_dir / "last.pt").is_file():
-        raise RunNotFound(f"cannot resume {run_dir}: it has no last.pt (it died before its first epoch ended); "
-                          "start a new run instead")
-    state = load_checkpoint(run_dir / "last.pt")
-    if (run_dir / "best.pt").is_file():
-        load_checkpoint(run_dir / "best.pt")  # a damaged best.pt is reported now, before anything is written
-    for tmp in run_dir.glob(".*.tmp*"):       # left by a write that a kill interrupted
-        tmp.unlink(missing_ok=True)
-    return saved.replace(**changes), run_dir, state
+def new_model(cfg: Config) -> torch.nn.Module:
+    """The model a new run of `cfg` starts from, on the CPU: the global RNG is seeded with cfg.seed,
+    then the model is built (init and dropout are the global RNG's only users)."""
+    torch.manual_seed(cfg.seed)
+    return build_model(cfg.model, dropout=cfg.dropout, fused=cfg.fused_blocks)
 
 
-def _open_run_dir(cfg: Config, run_dir, state, data: DeviceData, env: dict):
-    """Create the run folder (or record a resume in env.json), and write config.yaml."""
-    if run_dir is None:
-        run_dir = new_run_dir(cfg)
-        env.update(model=cfg.model, subset_index_sha256=data.cpu.subset.index_sha256,
-                   started=utc_now())
-        write_json(run_dir / "env.json", env)
-    else:
-        original = Run(run_dir).env
-        original.setdefault("resumes", []).append({"at": utc_now(),
-                                                   "from_epoch": state["epoch"], **env})
-        write_json(run_dir / "env.json", original)
-    atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
-    return run_dir
+def _check_given(cfg: Config, data: RunData | None, model, fresh) -> None:
+    """fit's `data` must be load_data(cfg)'s and its `model` new_model(cfg)'s, untrained."""
+    if data is not None and data.source != data_source(cfg):
+        diff = sorted(k for k, v in data_source(cfg).items() if data.source.get(k) != v)
+        raise ConfigError(f"fit: the data given was loaded for another config (differs in {diff}); pass load_data(cfg)")
+    if model is not None and not (type(model) is type(fresh) and getattr(model, "fused", None) == fresh.fused and all(
+            torch.equal(v, fresh.state_dict()[k]) for k, v in model.state_dict().items())):
+        raise ConfigError(f"fit: the model given is not new_model(cfg) as built ({cfg.model}, fused={cfg.fused_blocks}, "
+                          f"seed {cfg.seed}, untrained); to continue a run use fit(resume=run_dir)")
 
 
-def fit(cfg: Config | None = None, resume=None, overrides: dict | None = None, log=print, on_step=None) -> Run:
+def _after_step(model, ema, on_step):
+    """What runs after every optimiser step: the EMA update of the weights, then `on_step`."""
+    if ema is None:
+        return on_step
+
+    def after(m):
+        ema.update_parameters(model)
+        if on_step:
+            on_step(m)
+    return after
+
+
+def fit(cfg: Config | None = None, data: RunData | None = None, model=None, resume=None,
+        overrides: dict | None = None, log=print, on_step=None) -> Run:
     """Train as configured (or continue `resume`'s run) and return the finished Run.
+    `data`: load_data(cfg), when the caller has it already (else fit loads it). `model`:
+    new_model(cfg), when the caller wants to hold the very model that trains (else fit builds it).
     `on_step(model)` runs after every optimiser step (for instrumentation)."""
-    cfg, run_dir, state = _prepare(cfg, resume, overrides)
-    device = H.resolve_device(cfg)
-    d = D.init(device)
+    cfg, run_dir, state = prepare_run(cfg, resume, overrides)
+    device = hardware.resolve_device(cfg)
+    d = distributed.init(device)
     if d.active and cfg.pairing == "shared":
         raise ConfigError("pairing 'shared' trains in one process; run it without torchrun")
     d.check_batches(cfg.train_pairs, cfg.batch_size)
     log = log if d.main else (lambda m: None)
-    precision = H.resolve_precision(cfg, device)
+    precision = hardware.resolve_precision(cfg, device)
     cfg = cfg.replace(device=device.type, precision=precision)  # what config.yaml records
     if cfg.fused_blocks:
-        FU.require(device, precision)  # builds the kernel, or stops here with what to change
-    H.setup_backend(cfg, device)
-    data = DeviceData(load_data(cfg, log), cfg, device)
-    env = {**H.environment(device, precision), **d.facts()}
-    run_dir = d.broadcast(_open_run_dir(cfg, run_dir, state, data, env) if d.main else None)
+        fused.require(device, precision)  # builds the kernel, or stops here with what to change
+    hardware.setup_backend(cfg, device)
+    fresh = new_model(cfg)  # also leaves the global RNG where this run's dropout starts
+    _check_given(cfg, data, None if state else model, fresh)
+    data = DeviceData(data if data is not None else load_data(cfg, log), cfg, device)
+    env = {**hardware.environment(device, precision), **d.facts()}
+    run_dir = d.broadcast(open_run_dir(cfg, run_dir, state, data.cpu.subset.index_sha256, env) if d.main else None)
 
-    torch.manual_seed(cfg.seed)  # model init and dropout: the only users of the global RNG
-    model = build_model(cfg.model, dropout=cfg.dropout, fused=cfg.fused_blocks).to(device, memory_format=H.memory_format(cfg))
-    opt, ema = O.make_optimizer(model, cfg), O.make_ema(model, cfg)
-    sched = O.make_schedule(opt, cfg)
+    model = (fresh if model is None else model).to(device, memory_format=hardware.memory_format(cfg))
+    opt, ema = optim.make_optimizer(model, cfg), optim.make_ema(model, cfg)
+    sched = optim.make_schedule(opt, cfg)
     scored = ema.module if ema else model  # the weights scored each epoch, selected and saved in best.pt
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     history: list[dict] = []
@@ -196,7 +214,7 @@ def fit(cfg: Config | None = None, resume=None, overrides: dict | None = None, l
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         if sched:
-            O.restore_schedule(sched, state["scheduler"], cfg)
+            optim.restore_schedule(sched, state["scheduler"], cfg)
         scaler.load_state_dict(state["scaler"])
         if ema:
             ema.load_state_dict(state["ema"])
@@ -206,12 +224,8 @@ def fit(cfg: Config | None = None, resume=None, overrides: dict | None = None, l
             torch.cuda.set_rng_state(state["rng_cuda"], device)
         log(f"resuming {run_dir.name} at epoch {start}/{cfg.epochs}")
 
-    if ema:
-        def on_step(m, after=on_step):
-            ema.update_parameters(model)
-            if after:
-                after(m)
-    step_model = D.wrap(model, d)
+    on_step = _after_step(model, ema, on_step)
+    step_model = distributed.wrap(model, d)
     step_model = torch.compile(step_model) if cfg.compile else step_model
     tb = TensorBoardLog(run_dir) if cfg.tensorboard and d.main else None
     sel = data.cpu.selection
@@ -225,7 +239,7 @@ def fit(cfg: Config | None = None, resume=None, overrides: dict | None = None, l
         lr = opt.param_groups[0]["lr"]
         tr = train_one_epoch(step_model, opt, scaler, data, cfg, epoch, device, precision, d, on_step)
         ev = d.broadcast(evaluate(scored, data, cfg, device, precision) if d.main else None)  # rank 0 scores
-        O.step_schedule(sched, ev[f"{sel}_loss"])
+        optim.step_schedule(sched, ev[f"{sel}_loss"])
         record = {"epoch": epoch, **tr, **ev, "lr": lr, "seconds": time.perf_counter() - t0}
         history.append(record)
         improved = ev[f"{sel}_acc"] > best
@@ -265,7 +279,7 @@ def fit(cfg: Config | None = None, resume=None, overrides: dict | None = None, l
 def finish(run_dir, final_model, data: DeviceData, cfg: Config, device, precision: str, history: list[dict]) -> Run:
     """Score the selected (best.pt) and the final model once on every pair set; write
     scores.npz and results.json. The threshold is chosen on the selection pairs only."""
-    fmt = H.memory_format(cfg)
+    fmt = hardware.memory_format(cfg)
     best_ckpt = load_checkpoint(run_dir / "best.pt", map_location=device)
     selected = build_model(cfg.model).to(device, memory_format=fmt)
     selected.load_state_dict(best_ckpt["model"])

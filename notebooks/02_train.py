@@ -48,11 +48,14 @@ plots.plot_pairs(data.train_images.numpy(), a, b, y, data.train_labels, n=8, tit
 
 # %% [markdown]
 # ## 模型
+#
+# `new_model(cfg)` 按训练种子初始化模型；下面训练的正是这个对象。
 
 # %%
-from mnist_pairs.models import build_model, count_parameters
+from mnist_pairs.models import count_parameters
+from mnist_pairs.train import new_model
 
-model = build_model(cfg.model)
+model = new_model(cfg)
 print(model)
 print(f"可训练参数：{count_parameters(model):,}")
 
@@ -66,7 +69,7 @@ print(f"可训练参数：{count_parameters(model):,}")
 # NBVAL_IGNORE_OUTPUT
 from mnist_pairs.train import fit
 
-run = fit(cfg)
+run = fit(cfg, data=data, model=model)  # 用上面载入的数据，训练上面构建的模型
 run
 
 # %% [markdown]

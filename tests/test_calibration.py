@@ -10,7 +10,7 @@ import pytest
 from mnist_pairs.study import calibration as K
 from mnist_pairs.data import load_data
 from mnist_pairs.metrics import probability
-from mnist_pairs.paths import REPORTS_DIR
+from mnist_pairs.paths import REPORTS_DIR, Reports
 from mnist_pairs.runs import Run
 
 
@@ -54,6 +54,6 @@ def test_on_a_real_run_the_temperature_fitted_on_validation_lowers_validation_nl
 @pytest.mark.skipif(not (REPORTS_DIR / "calibration.json").is_file(), reason="no committed calibration")
 def test_committed_calibration_is_recomputed_from_committed_scores(tmp_path, mnist_root):
     committed = json.loads((REPORTS_DIR / "calibration.json").read_text())
-    again = K.calibrate(str(REPORTS_DIR / "sweeps"), committed["group"], tmp_path / "calibration.json",
+    again = K.calibrate(str(REPORTS_DIR / "sweeps"), committed["group"], Reports(tmp_path),
                         copy_scores=False)
     assert again["runs"] == committed["runs"] and again["reliability"] == committed["reliability"]

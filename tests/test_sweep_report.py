@@ -9,6 +9,7 @@ import yaml
 
 from mnist_pairs.study import report as R
 from mnist_pairs.analysis import analyze, publish
+from mnist_pairs.paths import Reports
 from mnist_pairs.study.summary import summarize
 from mnist_pairs.study.sweep import SweepSpec, _study, parse_seeds, sweep
 
@@ -82,7 +83,7 @@ def test_a_killed_trial_is_resumed_by_the_next_sweep(tmp_path):
 def test_summary_and_report(swept, tmp_path):
     root, _, runs = swept
     reports = tmp_path / "reports"
-    summary = summarize(str(root), reports / "summary.json")
+    summary = summarize(str(root), Reports(reports))
     groups = summary["groups"]
     assert set(groups) == {"smoke__validation", "smoke__test"}
     g = groups["smoke__validation"]
@@ -97,7 +98,7 @@ def test_summary_and_report(swept, tmp_path):
     assert (reports / "sweeps" / "smoke__validation" / "seed0" / "results.json").is_file()
 
     publish(analyze(runs[0], log=lambda m: None), "seed_siamese", reports)
-    text = R.write_report(reports / "report_zh.md", reports).read_text(encoding="utf-8")
+    text = R.write_report(reports).read_text(encoding="utf-8")
     assert "验证协议" in text and "测试协议（按测试集选择）" in text
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert (reports / link).is_file(), link
@@ -110,7 +111,7 @@ def test_summary_and_report(swept, tmp_path):
 def test_report_on_a_cpu_without_bf16_says_fp32_and_claims_nothing_else(swept, tmp_path):
     root, _, runs = swept
     reports = tmp_path / "reports"
-    summarize(str(root), reports / "summary.json")
+    summarize(str(root), Reports(reports))
     publish(analyze(runs[0], log=lambda m: None), "seed_siamese", reports)
     env_path = reports / "runs" / "seed_siamese" / "env.json"
     env = json.loads(env_path.read_text())

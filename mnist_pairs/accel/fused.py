@@ -8,14 +8,13 @@ same function, parameters, running statistics and gradients as the three modules
 differs: sums run in another order, and under bf16 autocast the modules round BatchNorm's output
 to bfloat16 before ReLU and pooling, while the kernel computes BatchNorm, ReLU and pooling in
 float32 and rounds only its result (activations are read and written in their dtype).
-tests/test_fused.py checks both against the modules in float64. On a 2-core CPU these blocks are bound by memory
-traffic over the (B,C,28,28) activations, not arithmetic: the modules read and write it about a
-dozen times per step (BatchNorm, ReLU, pooling, and their backward passes, each on its own), the
-kernels four times. Convolutions stay with oneDNN. One training step of the seed's model, batch
-256, on 2 AMD EPYC cores: fp32 capped at AVX2 about 185 -> 140 ms, bf16 about 81 -> 58 ms.
+tests/test_fused.py checks the blocks against the modules in the same dtype. On a 2-core CPU these
+blocks are bound by memory traffic over the (B,C,28,28) activations, not arithmetic: the modules
+read and write it about a dozen times per step (BatchNorm, ReLU, pooling, and their backward
+passes, each on its own), the kernels four times. Convolutions stay with oneDNN. What that saves
+per step and per epoch is measured by benchmarks/bench_epoch.py (reports/benchmarks/).
 
-The kernel compiles on first use (about 20 s on 2 cores; torch's extension cache keeps it), with
-the C++ compiler that torch.compile also needs. Evaluation, other dtypes and devices, odd pooled
+The kernel compiles on first use (torch's extension cache keeps it), with the C++ compiler that torch.compile also needs. Evaluation, other dtypes and devices, odd pooled
 sizes and layouts other than channels_last run the modules as they are.
 """
 from __future__ import annotations

@@ -24,7 +24,7 @@ from ..augment import normalize
 from ..config import EMBEDDING_MODELS
 from ..errors import ConfigError
 from ..metrics import probability
-from ..paths import atomic_write_text
+from ..paths import PUBLISHED, Reports, atomic_write_text
 from ..runs import Run
 
 OPSET = 18
@@ -143,16 +143,14 @@ class OnnxScorer(_Scorer):
 
 
 # The published models, best first: the improved model, then the seed reproduction.
-PUBLISHED_MODELS = ("improved", "seed_siamese")
+PUBLISHED_MODELS = (PUBLISHED["improved"], PUBLISHED["siamese"])
 
 
 def default_run() -> Run:
     """The best published model (PUBLISHED_MODELS order), else the latest finished run."""
-    from ..paths import REPORTS_DIR
-
     for name in PUBLISHED_MODELS:
-        if (REPORTS_DIR / "runs" / name / "results.json").is_file():
-            return Run.open(REPORTS_DIR / "runs" / name)
+        if (Reports().run(name) / "results.json").is_file():
+            return Run.open(Reports().run(name))
     return Run.latest()
 
 

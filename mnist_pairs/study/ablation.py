@@ -14,35 +14,20 @@ accuracy against the configuration it changes has a 95 % interval above 0. That 
 is the seed's, or, for a lever stacked on another (`EXTENDS`, also named in its params file),
 that lever's. Test and held-out pairs are scored, never used for the decision.
 
-Seeds: the ablation and the levers of step ⑦ ran on training seeds 0-2. Three seeds give a
-t-interval 4.3 standard errors wide on each side; written on 2026-11-29 before the runs of step
-⑧, levers from ⑧ on run on seeds 0-4, the seed configuration's five. `lever_shared_e100`, which
-step ⑧ stacks on, was extended from seeds 0-2 to 0-4 *after* its 3-seed validation and held-out
-numbers had been seen (not adopted on those 3 seeds); the report says so, with the 3-seed Δ
-(`LATE_SEEDS`).
-
-The improved model (`params/improved.yaml`), rule of commit d536e44 (for its time against the runs
-that had finished, see RULE_EVENTS and the report's timeline):
-lever_shared_e100's configuration plus every step-⑧ lever adopted against it, all at once, if
-lever_shared_e100 is itself adopted against the seed configuration on seeds 0-4; otherwise no
-improved configuration is built from these levers.
-
-Changed after results were seen (2026-11-29, recorded here and in the report): lever_shared_e100
-was not adopted on seeds 0-4, so the rule above built nothing; the change was made after the
-validation and held-out numbers of lever_combined_e100's seed 0 had been seen (and those of the
-other step-⑧ levers on seeds 0-4). The improved configuration is now lever_combined_e100's,
-judged by the step-⑦ rule: its paired Δ of validation accuracy against the seed configuration,
-over the seeds both have, must have a 95 % interval above 0 (`IMPROVED_FROM`, `improved_check`).
-It is the step-⑧ row with the highest mean validation accuracy; no held-out number picked it.
-Its exploration runs are lever_combined_e100's five seeds; its confirmation, on fresh seeds and
-data, is confirmation.py's.
+Seeds: the ablation and the levers of step ⑦ run on training seeds 0-2, those of step ⑧ on 0-4
+(`LATE_SEEDS` names a group extended to more seeds after its first numbers were seen).
+The improved configuration is the one `IMPROVED_FROM` names, adopted if `improved_check` finds
+its paired validation Δ against the seed configuration above 0; its confirmation on fresh seeds
+and data is confirmation.py's. When each rule was committed, and which results had been seen by
+then, is data: `RULE_EVENTS` (commit times) beside the runs' finish times, which the report prints
+as its timeline, with every rule changed after results were seen.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from ..paths import REPORTS_DIR
+from ..paths import Reports
 from .. import stats
 
 BASELINE = "seed_siamese__validation"
@@ -71,7 +56,7 @@ VARIANTS = {
 EXTENDS = {f"lever_{name}__validation": "lever_shared_e100__validation"
            for name in ("deep_shared_e100", "shared_cosine_e100", "shared_elastic_e100", "shared_supcon_e100",
                         "combined_e100")}
-# the improved configuration (params/improved.yaml) is this lever's, under the rule change above
+# the improved configuration (params/improved.yaml) is this lever's, under the rule of b533418 (RULE_EVENTS)
 IMPROVED_FROM = "lever_combined_e100__validation"
 # groups given more seeds after their first seeds' numbers were seen: group -> the seeds seen then
 LATE_SEEDS = {"lever_shared_e100__validation": (0, 1, 2)}
@@ -166,18 +151,18 @@ def mean_curves(group_dir: Path, key: str = "val_acc") -> tuple[list[int], list[
     return list(range(1, n + 1)), [sum(h[i][key] for h in hists) / len(hists) for i in range(n)]
 
 
-def write_figures(groups: dict, reports_dir: Path = REPORTS_DIR) -> list[Path]:
+def write_figures(groups: dict, reports: Reports = Reports()) -> list[Path]:
     """Held-out accuracy per variant with 95 % CI bars, and mean validation curves."""
     from ..plots import plot_ablation, plot_variant_curves, save_figure
 
     rows = ablation_rows(groups)
     if len(rows) < 2:
         return []
-    out = reports_dir / "figures" / "ablation"
+    out = reports.figures("ablation")
     labels = [f"{r['step']} {r['change']}" for r in rows]
     paths = [save_figure(plot_ablation(labels, [r["group"]["mean"]["heldout_acc"] for r in rows],
                                        [r["group"]["ci95"]["heldout_acc"] for r in rows]), out / "heldout.png")]
-    curves = {label: mean_curves(reports_dir / "sweeps" / r["group"]["group"]) for label, r in zip(labels, rows)
-              if (reports_dir / "sweeps" / r["group"]["group"]).is_dir()}
+    curves = {label: mean_curves(reports.sweep(r["group"]["group"])) for label, r in zip(labels, rows)
+              if reports.sweep(r["group"]["group"]).is_dir()}
     paths.append(save_figure(plot_variant_curves(curves), out / "curves.png"))
     return paths

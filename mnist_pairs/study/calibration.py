@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import RunNotFound
 from ..metrics import probability
-from ..paths import REPORTS_DIR, atomic_write_bytes, resolve
+from ..paths import SWEEPS_DIR, Reports, atomic_write_bytes, resolve
 from ..stats import interval
 from ..runs import Run, write_json
 
@@ -76,8 +75,8 @@ def calibrate_run(run: Run, targets: dict[str, np.ndarray], scores: dict[str, np
     return row
 
 
-def calibrate(sweeps_dir: str = "experiments/sweeps", group: str = "seed_siamese__validation",
-              out: Path = REPORTS_DIR / "calibration.json", copy_scores: bool = True) -> dict:
+def calibrate(sweeps_dir: str = SWEEPS_DIR, group: str = "seed_siamese__validation",
+              reports: Reports = Reports(), copy_scores: bool = True) -> dict:
     from ..data import load_data
 
     runs = sorted((Run(p.parent) for p in resolve(sweeps_dir).glob(f"{group}/seed*/scores.npz")),
@@ -99,8 +98,8 @@ def calibrate(sweeps_dir: str = "experiments/sweeps", group: str = "seed_siamese
               "reliability": {f"{name}{tag}": reliability(first[f"best_{name}"], targets[name], t)
                               for name in ("heldout",)
                               for tag, t in (("", 1.0), ("_scaled", rows[0]["temperature"]))}}
-    write_json(out, result)
+    write_json(reports.calibration, result)
     if copy_scores:  # the scores behind every row, beside the run files summary.json copied
         for r in runs:
-            atomic_write_bytes(out.parent / "sweeps" / group / r.dir.name / "scores.npz", (r.dir / "scores.npz").read_bytes())
+            atomic_write_bytes(reports.sweep(group) / r.dir.name / "scores.npz", (r.dir / "scores.npz").read_bytes())
     return result

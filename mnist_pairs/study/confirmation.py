@@ -47,6 +47,7 @@ import torch
 from .ablation import paired
 from ..config import load_config
 from ..errors import RunNotFound
+from ..paths import Reports
 from ..stats import interval
 
 PLAN = {
@@ -205,7 +206,7 @@ def stretch_rows(levers: dict | None) -> list[dict]:
     return [{"row": k, "heldout_acc": v, "met": v >= STRETCH_HELDOUT, "short_by": max(STRETCH_HELDOUT - v, 0.0)} for k, v in rows]
 
 
-def report_facts(groups: dict, reports_dir: Path) -> dict | None:
+def report_facts(groups: dict, reports: Reports) -> dict | None:
     """Everything the report says about the confirmation, or None before its runs."""
     import json
 
@@ -214,7 +215,7 @@ def report_facts(groups: dict, reports_dir: Path) -> dict | None:
     imp, base = groups.get(PLAN["improved"]), groups.get(PLAN["baseline"])
     if imp is None and base is None:
         return None
-    levers_file = reports_dir / "confirmation_levers.json"
+    levers_file = reports.confirmation_levers
     levers = json.loads(levers_file.read_text()) if levers_file.is_file() else None
     plan_time, pick_time = (next(e for e in RULE_EVENTS if e["commit"] == c)["time"][:19] for c in (PLAN_COMMIT, PICK_COMMIT))
     started = sorted(r["started"] for g in (imp, base) if g for r in g["runs"] if r.get("started"))
@@ -229,7 +230,7 @@ def report_facts(groups: dict, reports_dir: Path) -> dict | None:
             "baseline_pairs_per_epoch": base["config"]["train_pairs"] if base
             else load_config(f"params/{PLAN['baseline'].split('__')[0]}.yaml").train_pairs,
             "improved": imp, "baseline": base, "verdict": outcome(groups),
-            "pairs_seen": {k: pairs_seen(reports_dir / "sweeps" / PLAN[k]) for k in ("improved", "baseline")},
+            "pairs_seen": {k: pairs_seen(reports.sweep(PLAN[k])) for k in ("improved", "baseline")},
             "levers": levers, "stretch": stretch_rows(levers), "stretch_target": STRETCH_HELDOUT,
             "run_precisions": sorted({r["precision"] for r in imp["runs"]}) if imp else [],
             "tta_shifts": len(TTA_SHIFTS)}

@@ -30,14 +30,16 @@ from pathlib import Path
 
 from ..config import load_config
 from ..errors import UserError
-from ..paths import PROJECT_ROOT, REPORTS_DIR, atomic_write_text
+from ..paths import NOTEBOOKS_DIR, PUBLISHED, REPORTS_DIR, atomic_write_text
 
-NOTEBOOKS = PROJECT_ROOT / "notebooks"
-STUDY_PARAMS = ["params/seed_siamese.yaml", "params/seed_concat.yaml", "params/improved.yaml"]
+NOTEBOOKS = NOTEBOOKS_DIR
+STUDY_PARAMS = [f"params/{name}.yaml" for name in PUBLISHED.values()]
 COMPLETE = "STAGING_COMPLETE.json"  # written into the staging folder once everything in it is final
-# The smoke's settings: two short epochs (16 steps of 64 pairs) and small fixed pair sets. That
-# checks the code path, not accuracy: 02_train's learning check is switched off (min_test_acc 0).
-SMOKE = {"epochs": 2, "train_pairs": 512, "batch_size": 64, "test_pairs": 400, "val_pairs": 400, "heldout_pairs": 2000}
+# The smoke's settings: two short epochs of 16 steps of 64 (pairs, or images under shared encoding:
+# a 2 % subset, 1,200 / 200 images, 200 of them held out for validation) and small fixed pair sets.
+# That checks the code path, not accuracy: 02_train's learning check is switched off (min_test_acc 0).
+SMOKE = {"epochs": 2, "subset_fraction": 0.02, "val_images": 200, "train_pairs": 512, "batch_size": 64,
+         "test_pairs": 400, "val_pairs": 400, "heldout_pairs": 2000, "confirm_pairs": 2000}
 SMOKE_TRAIN = {"min_test_acc": 0.0}
 SMOKE_ANALYSIS = {"embedded_images": 500}
 
@@ -107,7 +109,7 @@ def run_study(params_files: list[str] | None = None, report_only: bool = False, 
     reports_dir = Path(reports_dir)
     params_files = list(params_files or STUDY_PARAMS)
     if report_only:
-        return write_report(reports_dir / "report_zh.md", reports_dir)
+        return write_report(reports_dir, PUBLISHED)
     # papermill's log_output goes through the "papermill" logger: show the notebooks' own
     # output (one line per epoch) on the terminal while they run.
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -138,7 +140,7 @@ def run_study(params_files: list[str] | None = None, report_only: bool = False, 
         {"command": "make study", "params": params_files, "wall_s": round(wall, 1),
          "finished": datetime.now().isoformat(timespec="seconds")} | ({"overrides": overrides} if overrides else {}),
         indent=1))
-    write_report(stage / "report_zh.md", stage)
+    write_report(stage, PUBLISHED)
     atomic_write_text(stage / COMPLETE, json.dumps({"outputs": outputs(params_files)}))
     _move_into_place(stage, reports_dir)
     report = reports_dir / "report_zh.md"
@@ -183,7 +185,7 @@ def publish_improved(reports_dir: Path = REPORTS_DIR) -> Path:
     from ..errors import RunNotFound
     from ..paths import resolve
     from .report import write_report
-    from .sweep import SWEEPS_DIR
+    from ..paths import SWEEPS_DIR
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     groups = json.loads((reports_dir / "summary.json").read_text())["groups"]
@@ -199,5 +201,5 @@ def publish_improved(reports_dir: Path = REPORTS_DIR) -> Path:
     if not (run_dir / "best.pt").is_file():
         raise RunNotFound(f"{run_dir} has no best.pt: the confirmation runs are not on this machine (`make confirm`)")
     execute("03_analysis", reports_dir / "notebooks" / "03_analysis_improved.ipynb",
-            {"run_dir": str(run_dir), "publish_as": "improved", "reports_dir": str(reports_dir)})
-    return write_report(reports_dir / "report_zh.md", reports_dir)
+            {"run_dir": str(run_dir), "publish_as": PUBLISHED["improved"], "reports_dir": str(reports_dir)})
+    return write_report(reports_dir, PUBLISHED)

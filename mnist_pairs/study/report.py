@@ -23,8 +23,8 @@ from .confirmation import PLAN, report_facts
 from .formats import delta_pp, pct, pm, pm_plain, pmi
 from .repro import improved_pick_ok, is_committed_run, repro_check
 from ..mnist import FASHION_CLASSES, MNIST_FILES
-from ..models import build_model, count_parameters
-from ..paths import REPORTS_DIR, atomic_write_text, resolve
+from ..models import build_model, parameter_count
+from ..paths import PROJECT_ROOT, PUBLISHED, REPORTS_DIR, Reports, atomic_write_text, resolve
 from ..runs import Run
 from ..seed_reference import SEED, SEED_HISTORY
 
@@ -84,15 +84,16 @@ def _pick(groups: dict, name: str, model: str, protocol: str) -> dict | None:
                  and not g["name"].startswith("ablate_")), None)
 
 
-def collect(reports_dir: Path = REPORTS_DIR) -> dict:
-    """Every fact the report states, from the files under reports/ (a plain dict)."""
-    runs = {m: Run(reports_dir / "runs" / n) for m, n in (("siamese", "seed_siamese"), ("concat", "seed_concat"))
-            if (reports_dir / "runs" / n / "results.json").is_file()}
+def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISHED) -> dict:
+    """Every fact the report states, from the files under reports_dir (a plain dict).
+    `published` names the published run of each role ("siamese", "concat", "improved")."""
+    rp = Reports(Path(reports_dir))
+    runs = {role: Run(rp.run(name)) for role, name in published.items() if (rp.run(name) / "results.json").is_file()}
     S = run_facts(runs["siamese"])
     C = run_facts(runs["concat"]) if "concat" in runs else None
     data = load_data(runs["siamese"].cfg, log=lambda m: None)
     sub = data.subset
-    summary = _json(reports_dir / "summary.json") or {"groups": {}}
+    summary = _json(rp.summary) or {"groups": {}}
     groups = summary["groups"]
     test_group = _pick(groups, "seed_siamese__test", "siamese", "test")
     val_siamese = _pick(groups, "seed_siamese__validation", "siamese", "validation")
@@ -107,11 +108,11 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
     sweep_envs = sorted({(r["cpu"], r["precision"], r["device"], r.get("gpu") or "") for g in seed_groups.values()
                          for r in g["runs"]})
     sweep_dates = sorted(r["finished"] for g in seed_groups.values() for r in g["runs"])
-    benches = bench_jsons(reports_dir)
+    benches = bench_jsons(rp)
     bench = benches[0]
-    I = run_facts(Run(reports_dir / "runs" / "improved")) if (reports_dir / "runs" / "improved" / "results.json").is_file() else None
+    I = run_facts(runs["improved"]) if "improved" in runs else None
     confirm_group = groups.get(PLAN["improved"])
-    cf = report_facts(groups, reports_dir)
+    cf = report_facts(groups, rp)
     I_committed = I is not None and is_committed_run(I, confirm_group)
     rel = lambda p: os.path.relpath(p, reports_dir)
     return {
@@ -124,8 +125,8 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
         "index_sha": sub.index_sha256, "balance": {k: pair_balance(s.y) for k, s in data.sets.items()},
         "val_images": len(data.sets["val"].labels) if "val" in data.sets else 0,
         "val_counts": torch.bincount(data.sets["val"].labels, minlength=10).tolist() if "val" in data.sets else None,
-        "layers": layer_rows("siamese"), "n_params": count_parameters(build_model("siamese")),
-        "concat_params": count_parameters(build_model("concat")),
+        "layers": layer_rows("siamese"), "n_params": parameter_count("siamese"),
+        "concat_params": parameter_count("concat"),
         "S": S, "C": C, "groups": groups, "test_group": test_group, "val_siamese": val_siamese,
         "val_concat": val_concat, "seed_place": seed_place,
         "unseen": groups.get("unseen_digits__validation"),
@@ -137,23 +138,23 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
         "improved_is_confirmation_run": I_committed,
         "improved_repro": repro_check(I, confirm_group) if I and confirm_group and not I_committed
         else None,
-        "ablation_figures": [rel(reports_dir / "figures" / "ablation" / f) for f in ("heldout.png", "curves.png")
-                             if (reports_dir / "figures" / "ablation" / f).is_file()], "sweep_envs": sweep_envs,
+        "ablation_figures": [rel(rp.figures("ablation") / f) for f in ("heldout.png", "curves.png")
+                             if (rp.figures("ablation") / f).is_file()], "sweep_envs": sweep_envs,
         "sweep_period": (sweep_dates[0], sweep_dates[-1]) if sweep_dates else None,
         "repro": repro_check(S, val_siamese) if val_siamese else None,
-        "aug": _json(reports_dir / "aug_selection.json"),
-        "bench": bench, "levers": _json(reports_dir / "benchmarks" / "bench_levers.json"),
+        "aug": _json(rp.aug_selection),
+        "bench": bench, "levers": _json(rp.benchmarks / "bench_levers.json"),
         "bench_avx2": benches[1], "bench_more": benches[2:], "cpu_targets": cpu_targets(benches),
         "cpu_target": (CPU_TARGET_SPEEDUP, CPU_TARGET_S), "fused_checks": fused_checks(groups),
-        "infer": _json(reports_dir / "benchmarks" / "bench_infer.json"),
-        "study": _json(reports_dir / "study.json"),
-        "calibration": _json(reports_dir / "calibration.json"),
-        "calibration_figure": rel(reports_dir / "figures" / "calibration" / "reliability.png")
-        if (reports_dir / "figures" / "calibration" / "reliability.png").is_file() else None,
-        "figures": [(t, rel(reports_dir / "figures" / "seed_siamese" / f"{n}.png")) for n, t in FIGURES
-                    if (reports_dir / "figures" / "seed_siamese" / f"{n}.png").is_file()],
-        "concat_curves": rel(reports_dir / "figures" / "seed_concat" / "curves.png")
-        if (reports_dir / "figures" / "seed_concat" / "curves.png").is_file() else None,
+        "infer": _json(rp.benchmarks / "bench_infer.json"),
+        "study": _json(rp.study),
+        "calibration": _json(rp.calibration),
+        "calibration_figure": rel(rp.figures("calibration") / "reliability.png")
+        if (rp.figures("calibration") / "reliability.png").is_file() else None,
+        "figures": [(t, rel(rp.figures(published["siamese"]) / f"{n}.png")) for n, t in FIGURES
+                    if (rp.figures(published["siamese"]) / f"{n}.png").is_file()],
+        "concat_curves": rel(rp.figures(published["concat"]) / "curves.png")
+        if (rp.figures(published["concat"]) / "curves.png").is_file() else None,
         "history_path": rel(S["dir"] / "history.json"),
     }
 
@@ -161,9 +162,9 @@ def collect(reports_dir: Path = REPORTS_DIR) -> dict:
 CPU_TARGET_SPEEDUP, CPU_TARGET_S = 4.0, 12.0  # issue 11: seed-faithful mode, >= 4x the seed-style pipeline, <= 12 s/epoch
 
 
-def bench_jsons(reports_dir: Path) -> list[dict | None]:
+def bench_jsons(reports: Reports) -> list[dict | None]:
     """Every epoch benchmark: this project's reference machine, its AVX2 imitation, then the others."""
-    d = reports_dir / "benchmarks"
+    d = reports.benchmarks
     return [_json(d / "bench_epoch.json"), _json(d / "bench_epoch_avx2.json")] + \
         [_json(p) for p in sorted(d.glob("bench_epoch_*.json")) if p.name != "bench_epoch_avx2.json"]
 
@@ -240,14 +241,15 @@ def render(facts: dict) -> str:
 
 def readme_tables(reports_dir: Path = REPORTS_DIR) -> str:
     """The README's result tables, from the benchmark and summary JSON (data only)."""
-    summary = _json(reports_dir / "summary.json") or {"groups": {}}
-    benches = bench_jsons(reports_dir)
+    rp = Reports(Path(reports_dir))
+    summary = _json(rp.summary) or {"groups": {}}
+    benches = bench_jsons(rp)
     return _environment().get_template("readme_tables.md.j2").render(
         bench=benches[0], groups=summary["groups"], cpu_targets=cpu_targets(benches),
         cpu_target=(CPU_TARGET_SPEEDUP, CPU_TARGET_S)).strip()
 
 
-def update_readme(readme: Path = REPORTS_DIR.parent / "README.md", reports_dir: Path = REPORTS_DIR) -> Path:
+def update_readme(readme: Path = PROJECT_ROOT / "README.md", reports_dir: Path = REPORTS_DIR) -> Path:
     """Replace the README's generated block (between README_MARKERS) with fresh tables."""
     text = readme.read_text(encoding="utf-8")
     start, end = README_MARKERS
@@ -256,5 +258,6 @@ def update_readme(readme: Path = REPORTS_DIR.parent / "README.md", reports_dir: 
     return atomic_write_text(readme, f"{head}{start}\n{readme_tables(reports_dir)}\n{end}{tail}")
 
 
-def write_report(out: Path = REPORTS_DIR / "report_zh.md", reports_dir: Path = REPORTS_DIR) -> Path:
-    return atomic_write_text(out, render(collect(reports_dir)))
+def write_report(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISHED) -> Path:
+    """reports_dir/report_zh.md from the files under reports_dir; `published` as in collect."""
+    return atomic_write_text(Reports(Path(reports_dir)).report, render(collect(reports_dir, published)))

@@ -17,12 +17,11 @@ import json
 import shutil
 from pathlib import Path
 
-from ..models import build_model, count_parameters
-from ..paths import REPORTS_DIR, atomic_write_bytes, resolve, utc_now, utc_time
+from ..models import parameter_count
+from ..paths import SWEEPS_DIR, Reports, atomic_write_bytes, resolve, utc_now, utc_time
 from ..errors import RunNotFound
 from ..runs import Run, write_json
 from ..stats import interval
-from .sweep import SWEEPS_DIR
 
 RUN_FILES = ("config.yaml", "history.json", "env.json", "results.json")
 NUMERIC = ("selected_epoch", "val_acc", "test_acc", "test_acc_at_threshold", "final_test_acc", "best_test_acc",
@@ -93,7 +92,7 @@ def group(folder: Path) -> dict | None:
             "dataset": cfg.dataset, "train_classes": cfg.train_classes,
             "command": f"python -m mnist_pairs sweep --params params/{folder.name.split('__')[0]}.yaml "
                        f"--protocol {cfg.protocol} --seeds {_seed_text(seeds)}",
-            "params": count_parameters(build_model(cfg.model)), "n_runs": len(rows), "runs": rows,
+            "params": parameter_count(cfg.model), "n_runs": len(rows), "runs": rows,
             "mean": mean, "sd": sd, "ci95": ci, **extra,
             "config": {k: v for k, v in cfg.to_dict().items() if k not in ("seed", "out_dir", "run_name")},
             "_runs": runs}
@@ -108,9 +107,10 @@ def _previous(out: Path) -> dict:
     return {(name, r["seed"]): r["finished"] for name, g in old.items() for r in g["runs"]}
 
 
-def summarize(sweeps_dir: str = SWEEPS_DIR, out: Path = REPORTS_DIR / "summary.json", copy_runs: bool = True) -> dict:
+def summarize(sweeps_dir: str = SWEEPS_DIR, reports: Reports = Reports(), copy_runs: bool = True) -> dict:
+    out = reports.summary
     fresh = {p.name: p for p in sorted(resolve(sweeps_dir).glob("*__*")) if p.is_dir()}
-    committed = {p.name: p for p in sorted((out.parent / "sweeps").glob("*__*")) if p.is_dir() and p.name not in fresh}
+    committed = {p.name: p for p in sorted(reports.sweeps.glob("*__*")) if p.is_dir() and p.name not in fresh}
     groups = [g for g in (group(p) for p in {**fresh, **committed}.values()) if g]
     groups.sort(key=lambda g: g["group"])
     if not groups:
@@ -124,12 +124,12 @@ def summarize(sweeps_dir: str = SWEEPS_DIR, out: Path = REPORTS_DIR / "summary.j
                 row["finished"] = before.get((g["group"], row["seed"]), row["finished"])
         if copy_runs and g["group"] in fresh:
             kept = {run.dir.name for run in runs}  # a fresh group replaces its committed copy whole
-            for stale in (out.parent / "sweeps" / g["group"]).glob("*"):
+            for stale in reports.sweep(g["group"]).glob("*"):
                 if stale.is_dir() and stale.name not in kept:
                     shutil.rmtree(stale)
             for run in runs:
                 for f in RUN_FILES:
-                    atomic_write_bytes(out.parent / "sweeps" / g["group"] / run.dir.name / f, (run.dir / f).read_bytes())
+                    atomic_write_bytes(reports.sweep(g["group"]) / run.dir.name / f, (run.dir / f).read_bytes())
     summary = {"command": "python -m mnist_pairs summarize", "written": utc_now(),
                "groups": {g["group"]: g for g in groups}}
     write_json(out, summary)

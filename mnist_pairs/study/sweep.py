@@ -22,10 +22,9 @@ from pathlib import Path
 
 from ..config import Config, load_config
 from ..paramfile import parse_int_list
-from ..paths import resolve
+from ..paths import SWEEPS_DIR, resolve
 from ..runs import Run
 
-SWEEPS_DIR = "experiments/sweeps"
 
 
 @dataclass(frozen=True)
