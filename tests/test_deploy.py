@@ -120,14 +120,14 @@ def cli(*args) -> subprocess.CompletedProcess:
                           cwd=PROJECT_ROOT, timeout=300)
 
 
-def test_compare_cli_text_json_gallery_and_onnx(pictures, onnx_dir):
+def test_compare_cli_text_json_gallery_and_onnx(pictures, onnx_dir, forked_cli):
     folder, files, _, labels = pictures
     q, same_digit = files["plain.png"][0], files["inverted200.jpg"][0]
-    proc = cli("compare", q, same_digit)
+    proc = cli("compare", q, same_digit)                                    # a fresh interpreter, once
     assert proc.returncode == 0 and proc.stdout.startswith("P(same digit) = ") and "-> same" in proc.stdout, proc
-    out = json.loads(cli("compare", q, files["big200.png"][1], "--json", "--onnx", onnx_dir).stdout)
+    out = json.loads(forked_cli("compare", q, files["big200.png"][1], "--json", "--onnx", onnx_dir).stdout)
     assert out["same"] == bool(labels[0] == labels[1]) and out["threshold_chosen_on"] == "val"
-    gallery = json.loads(cli("compare", q, "--gallery", folder, "--top", "5", "--json").stdout)
+    gallery = json.loads(forked_cli("compare", q, "--gallery", folder, "--top", "5", "--json").stdout)
     assert gallery["gallery_size"] == 5 * N and len(gallery["matches"]) == 5
     assert all(m["same"] for m in gallery["matches"])  # the query's own five versions, at least
     assert sorted(m["probability"] for m in gallery["matches"]) == [m["probability"] for m in gallery["matches"]][::-1]
@@ -141,7 +141,7 @@ def _one_line_error(proc) -> str:
     return lines[0]
 
 
-def test_compare_bad_pictures_fail_cleanly(pictures, tmp_path):
+def test_compare_bad_pictures_fail_cleanly(pictures, tmp_path, forked_cli):
     good = pictures[1]["plain.png"][0]
     text = tmp_path / "notes.png"
     text.write_text("not a picture")
@@ -153,10 +153,11 @@ def test_compare_bad_pictures_fail_cleanly(pictures, tmp_path):
     Image.new("1", (8000, 8000), 1).save(huge)
     for bad, says in ((tmp_path / "missing.png", "no such file"), (text, "not an image"), (empty, "not an image"),
                       (white, "no ink found"), (huge, "too large")):
-        line = _one_line_error(cli("compare", good, bad))
+        line = _one_line_error(forked_cli("compare", good, bad))
         assert str(bad) in line and says in line, line
-    assert "two pictures" in _one_line_error(cli("compare", good))
-    assert "no such folder" in _one_line_error(cli("compare", good, "--gallery", tmp_path / "nope"))
+    assert "two pictures" in _one_line_error(forked_cli("compare", good))
+    assert "no such folder" in _one_line_error(forked_cli("compare", good, "--gallery", tmp_path / "nope"))
+    assert cli("compare", good, white).stderr == forked_cli("compare", good, white).stderr   # as a fresh interpreter
     with pytest.raises(ImageError, match="no ink"):
         load_digit(white)
 
@@ -175,16 +176,15 @@ def test_heldout_embeddings_cluster_by_digit_and_the_figures_draw(run, mnist_roo
     assert len(figs["retrieval"].axes) == 10 * 7
 
 
-def test_the_default_model_is_the_best_published_one(tmp_path, monkeypatch):
-    from mnist_pairs import paths
+def test_the_default_model_is_the_best_published_one(tmp_path):
+    from mnist_pairs.paths import Reports
     from mnist_pairs.serve.deploy import default_run
 
     reports = tmp_path / "reports"
     shutil.copytree(RUN, reports / "runs" / "seed_siamese")
-    monkeypatch.setattr(paths, "REPORTS_DIR", reports)
-    assert default_run().dir == reports / "runs" / "seed_siamese"
+    assert default_run(Reports(reports)).dir == reports / "runs" / "seed_siamese"
     shutil.copytree(RUN, reports / "runs" / "improved")
-    assert default_run().dir == reports / "runs" / "improved"
+    assert default_run(Reports(reports)).dir == reports / "runs" / "improved"
 
 
 def test_scorer_probability_of_two_pictures(run, heldout):

@@ -7,7 +7,7 @@ Every case runs in its own scratch folder: out_dir points there, and data_root i
 data root whose MNIST/raw files link to the real ones, so the project's own caches are never
 touched and "nothing was created" can be checked exactly. A fresh interpreter pays ~2 s of
 imports per CLI call, so the bad-params and resume calls fork from one interpreter that has
-imported them (see ZYGOTE); other CLI calls start fresh interpreters.
+imported them (conftest.ZYGOTE); other CLI calls start fresh interpreters.
 """
 from __future__ import annotations
 
@@ -90,59 +90,6 @@ BAD_PARAMS = [
     ("fraction_tiny", HEAD + "epochs: 1\nsubset_fraction: 0.0001\n" + TAIL,
      [r"subset_fraction must be in \[0\.002, 1\]", "per digit", r"got 0\.0001\b"]),
 ]
-
-
-# Twelve fresh interpreters would spend ~30 CPU-seconds importing torch and scikit-learn. The
-# zygote imports what `python -m mnist_pairs train` imports once, then forks one child per call;
-# each child runs mnist_pairs/__main__.py as `python -m` does, with its own stdout, stderr and
-# exit status. test_forked_cli_matches_a_fresh_interpreter checks that nothing differs.
-ZYGOTE = r"""
-import json, os, runpy, sys, traceback
-import mnist_pairs.cli, mnist_pairs.train
-for line in sys.stdin:
-    req = json.loads(line)
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            for fd, name in ((1, "stdout"), (2, "stderr")):
-                os.dup2(os.open(req[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
-            sys.argv = ["-m", *req["args"]]
-            runpy.run_module("mnist_pairs", run_name="__main__", alter_sys=True)
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
-            if not isinstance(e.code, (int, type(None))):
-                print(e.code, file=sys.stderr)
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
-"""
-
-
-@pytest.fixture(scope="module")
-def forked_cli(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("zygote")
-    zygote = subprocess.Popen([sys.executable, "-c", ZYGOTE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True, cwd=PROJECT_ROOT)
-    calls = []
-
-    def run(*args) -> subprocess.CompletedProcess:
-        out, err = folder / f"{len(calls)}.out", folder / f"{len(calls)}.err"
-        calls.append(args)
-        zygote.stdin.write(json.dumps({"args": list(map(str, args)), "stdout": str(out), "stderr": str(err)}) + "\n")
-        zygote.stdin.flush()
-        code = int(zygote.stdout.readline())
-        return subprocess.CompletedProcess(["python", "-m", "mnist_pairs", *args], code, out.read_text(),
-                                           err.read_text())
-
-    yield run
-    zygote.stdin.close()
-    zygote.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")

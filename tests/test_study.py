@@ -1,8 +1,8 @@
 """The study's front door: notebook 03 on every model the study publishes, and a study that dies
 halfway leaving reports/ as it was (staging folder moved into place only at the end).
 
-`make study-smoke` (inside `make test`) runs the whole study path with tiny settings; these tests
-cover what the smoke cannot: a kill in the middle, and a move into place that was interrupted.
+The study smoke (`make study-smoke`: the whole study path with tiny settings) runs here, killed
+in the middle and then run again to the end; and a move into place that was interrupted.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import pytest
 from mnist_pairs.study import pipeline as study
 from mnist_pairs.analysis import ENCODER_FIGURES, Note, analyze
 from mnist_pairs.cli import main
-from mnist_pairs.paths import PROJECT_ROOT, REPORTS_DIR
+from mnist_pairs.paths import PROJECT_ROOT, PUBLISHED, REPORTS_DIR
 
 CONCAT = REPORTS_DIR / "runs" / "seed_concat"
 needs_concat = pytest.mark.skipif(not (CONCAT / "results.json").is_file(), reason="no published concat run")
@@ -59,15 +59,15 @@ def test_notebook_03_analyses_and_publishes_a_concat_run(tmp_path, mnist_root):
     assert not figures & set(ENCODER_FIGURES)
 
 
-def test_a_study_killed_between_notebooks_leaves_reports_as_they_were(tmp_path, mnist_root):
-    reports = tmp_path / "reports"
-    shutil.copytree(REPORTS_DIR, reports)
-    before = study.tree_digest(reports)
+def test_the_study_smoke_killed_between_notebooks_changes_nothing_and_the_next_study_finishes(tmp_path, mnist_root, capsys):
+    """`make study-smoke` (the study's whole path with tiny settings, on a scratch copy of reports/),
+    killed between two notebooks: its reports folder is as it was. The next study there discards
+    the dead one's staging folder and runs all three params files, 01 -> 02 -> 03 -> report."""
+    real_before = study.tree_digest(REPORTS_DIR)
+    scratch = tmp_path / "smoke"
+    reports, experiments = scratch / "reports", scratch / "experiments"
     stage = study.staging_dir(reports)
-    code = ("import sys; from mnist_pairs.study import pipeline as s; "
-            "s.run_study(None, reports_dir=sys.argv[1], overrides=s.SMOKE, out_dir=sys.argv[2], "
-            "train_parameters=s.SMOKE_TRAIN, analysis_parameters=s.SMOKE_ANALYSIS)")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(reports), str(tmp_path / "experiments")],
+    proc = subprocess.Popen([sys.executable, "-m", "mnist_pairs", "study", "--smoke", "--scratch", str(scratch)],
                             cwd=PROJECT_ROOT, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     next_notebook = stage / "notebooks" / "02_train_seed_concat.ipynb"   # seed_siamese is published by now
@@ -82,9 +82,15 @@ def test_a_study_killed_between_notebooks_leaves_reports_as_they_were(tmp_path, 
         proc.wait()
     assert (stage / "runs" / "seed_siamese" / "best.pt").is_file()       # it did publish, into staging
     assert not (stage / study.COMPLETE).exists()
-    assert study.tree_digest(reports) == before, "a killed study changed reports/"
-    assert "discarded" in study.recover(reports)
-    assert not stage.exists() and study.tree_digest(reports) == before
+    assert study.tree_digest(reports) == real_before, "a killed study changed its reports folder"
+
+    report = study.run_study(None, reports_dir=reports, overrides=study.SMOKE, out_dir=experiments,
+                             train_parameters=study.SMOKE_TRAIN, analysis_parameters=study.SMOKE_ANALYSIS)
+    assert "discarded" in capsys.readouterr().out and not stage.exists()
+    assert report == reports / "report_zh.md" and "## " in report.read_text(encoding="utf-8")
+    for name in PUBLISHED.values():                                          # every model published anew
+        assert json.loads((reports / "runs" / name / "results.json").read_text())["epochs"] == study.SMOKE["epochs"]
+    assert study.tree_digest(REPORTS_DIR) == real_before                   # reports/ itself never written
 
 
 def test_a_move_into_place_interrupted_is_finished_by_the_next_study(tmp_path, monkeypatch):

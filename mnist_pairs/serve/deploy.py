@@ -146,11 +146,11 @@ class OnnxScorer(_Scorer):
 PUBLISHED_MODELS = (PUBLISHED["improved"], PUBLISHED["siamese"])
 
 
-def default_run() -> Run:
-    """The best published model (PUBLISHED_MODELS order), else the latest finished run."""
+def default_run(reports: Reports = Reports()) -> Run:
+    """The best published model under reports/ (PUBLISHED_MODELS order), else the latest finished run."""
     for name in PUBLISHED_MODELS:
-        if (Reports().run(name) / "results.json").is_file():
-            return Run.open(Reports().run(name))
+        if (reports.run(name) / "results.json").is_file():
+            return Run.open(reports.run(name))
     return Run.latest()
 
 
