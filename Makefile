@@ -26,10 +26,9 @@ study: $(STAMP)
 study-smoke: $(STAMP)
 	$(BIN)/python -m mnist_pairs study --smoke
 
-# The unit tests on both cores (pytest-xdist, one test file per worker: a file's shared fixtures are
-# built once), the study smoke among them (tests/test_study.py), then the notebooks by nbval.
+# The unit tests, the study smoke among them (tests/test_study.py), then the notebooks by nbval.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
+	$(BIN)/python -m pytest -q tests
 	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg notebooks
 
 # The multi-seed results the report's headline reads (reports/summary.json): three groups, one

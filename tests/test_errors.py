@@ -302,7 +302,7 @@ def test_02_train_rejects_bad_parameters_before_training(tmp_path, mnist_root, p
     for p in patterns:
         assert p in err.evalue and p in str(err), (p, err.evalue)
     _never_ran(nb, "load_data(cfg)")                             # failed at the config cell,
-    _never_ran(nb, "fit(cfg)")                                   # long before training
+    _never_ran(nb, "run = fit(cfg")                               # long before training
     assert not out_dir.exists()
     assert listing(root) == root_before
 

@@ -7,9 +7,8 @@ import torch
 
 from mnist_pairs import hardware as H
 from mnist_pairs import train as T
-from mnist_pairs.config import Config, ConfigError, load_config
+from mnist_pairs.config import Config, ConfigError
 from mnist_pairs.data import load_data
-from mnist_pairs.paths import PARAMS_DIR
 from mnist_pairs.runs import Run
 
 TINY = dict(epochs=3, train_pairs=512, test_pairs=200, val_pairs=200, val_images=200, heldout_pairs=400,
@@ -140,16 +139,6 @@ def test_test_protocol_selects_on_the_test_pairs(tmp_path):
     assert "val_acc" not in h[0]
     best = max(h, key=lambda r: r["test_acc"])
     assert run.results["selected_epoch"] == best["epoch"] and run.results["selection"] == "test"
-
-
-@pytest.mark.slow
-def test_smoke_run_on_real_mnist_learns(tmp_path):
-    cfg = load_config(PARAMS_DIR / "smoke.yaml", out_dir=str(tmp_path / "runs"))
-    run = T.fit(cfg, log=print)
-    hist, res = run.records, run.results
-    assert hist[-1]["val_acc"] > 0.8 and res["best_test"]["acc"] > 0.8 and res["best_heldout"]["acc"] > 0.8
-    assert res["best_heldout"]["auc"] > 0.9
-    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
 
 
 def test_shared_encoding_pairs_are_balanced_distinct_and_correctly_labelled():
