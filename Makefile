@@ -21,8 +21,9 @@ data: $(STAMP)
 study: $(STAMP)
 	$(BIN)/python -m mnist_pairs study
 
-# The study's code path with tiny settings (2 epochs of 512 pairs, both params files, 01 -> 02 ->
+# The study's code path with tiny settings (2 epochs on a 2 % subset, every params file, 01 -> 02 ->
 # 03 -> report) on a scratch copy of reports/ in a temporary folder: reports/ is never written.
+# `make test` runs it (tests/test_study.py, killed once between notebooks, then to the end).
 study-smoke: $(STAMP)
 	$(BIN)/python -m mnist_pairs study --smoke
 
