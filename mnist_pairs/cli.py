@@ -7,7 +7,7 @@
     python -m mnist_pairs sweep --params params/seed_siamese.yaml --protocol validation --seeds 0-4
     python -m mnist_pairs summarize                   # reports/summary.json from the sweeps, the report's figures
     python -m mnist_pairs calibrate                   # reports/calibration.json (temperature scaling)
-    python -m mnist_pairs readme                      # the README's generated tables
+    python -m mnist_pairs readme                      # reports/tables.md and the README's headline lines
     python -m mnist_pairs study                       # notebooks 01→02→03, then the report
     python -m mnist_pairs confirm-levers              # TTA and ensemble on the confirmation runs
     python -m mnist_pairs publish-improved            # the improved model -> reports/runs/improved
@@ -62,9 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     for s in (t, w):
         s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override one config key (repeatable)")
-    sub.add_parser("summarize", help="write reports/summary.json from the sweeps' run folders, and the README tables")
+    sub.add_parser("summarize", help="write reports/summary.json from the sweeps' run folders, the report figures, reports/tables.md and the README headline")
     sub.add_parser("calibrate", help="ECE before/after temperature scaling (fitted on validation) over the sweep's seeds")
-    sub.add_parser("readme", help="re-render the README's result tables from reports/ (benchmarks, summary)")
+    sub.add_parser("readme", help="re-render reports/tables.md and the README's headline lines from reports/ (benchmarks, summary)")
     e = sub.add_parser("export", help="ONNX graphs of a run's selected model (encoder, head), with a parity check")
     e.add_argument("run", nargs="?", default=None,
                    help="a finished run folder (Siamese model; default: the best published model, "

@@ -78,6 +78,10 @@ class Reports:
     def report(self) -> Path:
         return self.root / "report_zh.md"
 
+    @property
+    def tables(self) -> Path:
+        return self.root / "tables.md"
+
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """The data root: the argument, else $MNIST_PAIRS_DATA, else <project>/data."""

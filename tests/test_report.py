@@ -46,3 +46,32 @@ def test_headline_and_run_facts_come_from_their_files(facts):
     assert "## 6. 训练过程结果（单次运行" in text
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert (REPORTS_DIR / link).is_file(), link
+
+
+def test_readme_headline_and_tables_come_from_the_committed_files(tmp_path):
+    """`summarize` writes reports/tables.md and the README's headline lines; the committed ones are
+    what the committed summary and benchmarks give, and the verdict is the registered rule's."""
+    import shutil
+
+    from mnist_pairs.paths import PROJECT_ROOT
+    from mnist_pairs.study.confirmation import PLAN, outcome
+    from mnist_pairs.study.formats import pm
+
+    readme, reports = tmp_path / "README.md", tmp_path / "reports"
+    readme.write_text((PROJECT_ROOT / "README.md").read_text(encoding="utf-8"), encoding="utf-8")
+    reports.mkdir()
+    shutil.copy(REPORTS_DIR / "summary.json", reports / "summary.json")
+    shutil.copytree(REPORTS_DIR / "benchmarks", reports / "benchmarks")
+    R.update_readme(readme, reports)
+    text, tables = readme.read_text(encoding="utf-8"), (reports / "tables.md").read_text(encoding="utf-8")
+    assert text == (PROJECT_ROOT / "README.md").read_text(encoding="utf-8"), "README headline stale: run summarize"
+    assert tables == (REPORTS_DIR / "tables.md").read_text(encoding="utf-8"), "reports/tables.md stale: run summarize"
+
+    groups = json.loads((reports / "summary.json").read_text())["groups"]
+    head = text.split(R.README_MARKERS[0])[1].split(R.README_MARKERS[1])[0]
+    verdict, improved = outcome(groups), groups[PLAN["improved"]]
+    assert ("按预先登记的规则已确认" in head) == verdict["confirmed"] != ("按预先登记的规则未确认" in head)
+    assert pm(improved, "heldout_acc") in head and pm(improved, "confirm_acc") in head
+    assert all(f"`{g['name']}`" in tables for g in groups.values())
+    lines = text.splitlines()
+    assert len(lines) <= 110 and any("make study" in x for x in lines[:30]) and any("make test" in x for x in lines[:30])
