@@ -82,24 +82,25 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _first_test_pairs(data: train.DeviceData, k: int) -> train.DeviceData:
+    """A shallow copy of data keeping only its first k test pairs."""
+    t = data.cpu.sets["test"]
+    short = copy.copy(data)
+    short.cpu = dataclasses.replace(data.cpu, sets={"test": dataclasses.replace(t, a=t.a[:k], b=t.b[:k], y=t.y[:k])})
+    return short
+
+
 def cut(cfg: Config, data: train.DeviceData, n_pairs: int) -> tuple[Config, train.DeviceData]:
     """The config and data of a shortened epoch: n_pairs training pairs and a third as many test
     pairs, in the proportion of a full epoch (12,000 : 4,000)."""
-    t = data.cpu.sets["test"]
-    k = n_pairs // 3
-    short = copy.copy(data)
-    short.cpu = dataclasses.replace(data.cpu, sets={"test": dataclasses.replace(t, a=t.a[:k], b=t.b[:k], y=t.y[:k])})
-    return cfg.replace(train_pairs=n_pairs), short
+    return cfg.replace(train_pairs=n_pairs), _first_test_pairs(data, n_pairs // 3)
 
 
 def cut_images(data: train.DeviceData, n_images: int) -> train.DeviceData:
     """The data of a shortened shared-encoding epoch: the first n_images training images and the
     test pairs in the same proportion to a full epoch (6,000 images : 4,000 pairs)."""
-    t = data.cpu.sets["test"]
-    k = len(t.y) * n_images // len(data.train_labels)
-    short = copy.copy(data)
+    short = _first_test_pairs(data, len(data.cpu.sets["test"].y) * n_images // len(data.train_labels))
     short.train_images, short.train_labels = data.train_images[:n_images], data.train_labels[:n_images]
-    short.cpu = dataclasses.replace(data.cpu, sets={"test": dataclasses.replace(t, a=t.a[:k], b=t.b[:k], y=t.y[:k])})
     return short
 
 

@@ -26,6 +26,10 @@ DATA_ENV_VAR = "MNIST_PAIRS_DATA"  # overrides the default data root
 PUBLISHED = {"siamese": "seed_siamese", "concat": "seed_concat", "improved": "improved"}
 
 
+def _under_root(name: str) -> property:
+    return property(lambda self: self.root / name)
+
+
 @dataclass(frozen=True)
 class Reports:
     """The map of a reports folder: reports/ itself, or the study's staging or scratch copy of it.
@@ -46,41 +50,15 @@ class Reports:
     def sweep(self, group: str) -> Path:
         return self.root / "sweeps" / group
 
-    @property
-    def sweeps(self) -> Path:
-        return self.root / "sweeps"
-
-    @property
-    def benchmarks(self) -> Path:
-        return self.root / "benchmarks"
-
-    @property
-    def summary(self) -> Path:
-        return self.root / "summary.json"
-
-    @property
-    def calibration(self) -> Path:
-        return self.root / "calibration.json"
-
-    @property
-    def confirmation_levers(self) -> Path:
-        return self.root / "confirmation_levers.json"
-
-    @property
-    def aug_selection(self) -> Path:
-        return self.root / "aug_selection.json"
-
-    @property
-    def study(self) -> Path:
-        return self.root / "study.json"
-
-    @property
-    def report(self) -> Path:
-        return self.root / "report_zh.md"
-
-    @property
-    def tables(self) -> Path:
-        return self.root / "tables.md"
+    sweeps = _under_root("sweeps")
+    benchmarks = _under_root("benchmarks")
+    summary = _under_root("summary.json")
+    calibration = _under_root("calibration.json")
+    confirmation_levers = _under_root("confirmation_levers.json")
+    aug_selection = _under_root("aug_selection.json")
+    study = _under_root("study.json")
+    report = _under_root("report_zh.md")
+    tables = _under_root("tables.md")
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:

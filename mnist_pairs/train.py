@@ -161,8 +161,9 @@ def _check_given(cfg: Config, data: RunData | None, model, fresh) -> None:
     if data is not None and data.source != data_source(cfg):
         diff = sorted(k for k, v in data_source(cfg).items() if data.source.get(k) != v)
         raise ConfigError(f"fit: the data given was loaded for another config (differs in {diff}); pass load_data(cfg)")
+    init = fresh.state_dict()
     if model is not None and not (type(model) is type(fresh) and getattr(model, "fused", None) == fresh.fused and all(
-            torch.equal(v, fresh.state_dict()[k]) for k, v in model.state_dict().items())):
+            torch.equal(v, init[k]) for k, v in model.state_dict().items())):
         raise ConfigError(f"fit: the model given is not new_model(cfg) as built ({cfg.model}, fused={cfg.fused_blocks}, "
                           f"seed {cfg.seed}, untrained); to continue a run use fit(resume=run_dir)")
 

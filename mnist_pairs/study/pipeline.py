@@ -32,7 +32,6 @@ from ..config import load_config
 from ..errors import UserError
 from ..paths import NOTEBOOKS_DIR, PUBLISHED, REPORTS_DIR, atomic_write_text
 
-NOTEBOOKS = NOTEBOOKS_DIR
 STUDY_PARAMS = [f"params/{name}.yaml" for name in PUBLISHED.values()]
 COMPLETE = "STAGING_COMPLETE.json"  # written into the staging folder once everything in it is final
 # The smoke's settings: two short epochs of 16 steps of 64 (pairs, or images under shared encoding:
@@ -48,8 +47,8 @@ def execute(name: str, out: Path, parameters: dict) -> None:
     import papermill as pm
 
     print(f"\n=== papermill {name} -> {out}  {parameters}", flush=True)
-    pm.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(out), parameters=parameters,
-                        cwd=str(NOTEBOOKS), kernel_name="python3", log_output=True, progress_bar=False)
+    pm.execute_notebook(str(NOTEBOOKS_DIR / f"{name}.ipynb"), str(out), parameters=parameters,
+                        cwd=str(NOTEBOOKS_DIR), kernel_name="python3", log_output=True, progress_bar=False)
 
 
 def staging_dir(reports_dir: Path) -> Path:

@@ -239,20 +239,15 @@ def render(facts: dict) -> str:
     return _environment().get_template(TEMPLATE.name).render(**facts)
 
 
-def readme_tables(reports_dir: Path = REPORTS_DIR) -> str:
+def readme_tables(groups: dict, benches: list[dict | None]) -> str:
     """reports/tables.md: every group's result and the speed tables, from the benchmark and summary JSON."""
-    rp = Reports(Path(reports_dir))
-    summary = _json(rp.summary) or {"groups": {}}
-    benches = bench_jsons(rp)
     return _environment().get_template("readme_tables.md.j2").render(
-        bench=benches[0], groups=summary["groups"], cpu_targets=cpu_targets(benches),
+        bench=benches[0], groups=groups, cpu_targets=cpu_targets(benches),
         cpu_target=(CPU_TARGET_SPEEDUP, CPU_TARGET_S)).strip()
 
 
-def headline_facts(reports_dir: Path = REPORTS_DIR) -> dict:
+def headline_facts(groups: dict, benches: list[dict | None]) -> dict:
     """What the README's three headline lines state, decided here (the template only words it)."""
-    rp = Reports(Path(reports_dir))
-    groups = (_json(rp.summary) or {"groups": {}})["groups"]
     verdict = outcome(groups)
     imp = groups.get(PLAN["improved"])
     target = PLAN["heldout_target"]
@@ -260,14 +255,15 @@ def headline_facts(reports_dir: Path = REPORTS_DIR) -> dict:
             "val_group": _pick(groups, "seed_siamese__validation", "siamese", "validation"),
             "improved": imp, "verdict": verdict, "target": target,
             "short_by": max(target - imp["mean"]["heldout_acc"], 0.0) if imp else None,
-            "bench": bench_jsons(rp)[0]}
+            "bench": benches[0]}
 
 
 def update_readme(readme: Path = PROJECT_ROOT / "README.md", reports_dir: Path = REPORTS_DIR) -> Path:
     """Write reports/tables.md, and the README's headline (between README_MARKERS)."""
-    atomic_write_text(Reports(Path(reports_dir)).tables, _environment().get_template("tables.md.j2").render(
-        tables=readme_tables(reports_dir)))
-    lines = _environment().get_template("readme_headline.md.j2").render(**headline_facts(reports_dir)).strip()
+    rp = Reports(Path(reports_dir))
+    groups, benches = (_json(rp.summary) or {"groups": {}})["groups"], bench_jsons(rp)
+    atomic_write_text(rp.tables, _environment().get_template("tables.md.j2").render(tables=readme_tables(groups, benches)))
+    lines = _environment().get_template("readme_headline.md.j2").render(**headline_facts(groups, benches)).strip()
     text = readme.read_text(encoding="utf-8")
     start, end = README_MARKERS
     head, rest = text.split(start, 1)
