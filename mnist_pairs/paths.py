@@ -36,7 +36,7 @@ class Reports:
 
         rp = Reports()                    # reports/
         rp.run("improved")                # reports/runs/improved/ (a published run's files)
-        rp.figures("ablation")            # reports/figures/ablation/
+        rp.figures("findings")            # reports/figures/findings/
         rp.sweep("seed_siamese__test")    # reports/sweeps/<group>/ (the run files summary.json counts)
     """
     root: Path = REPORTS_DIR

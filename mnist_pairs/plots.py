@@ -64,7 +64,7 @@ def show_inline() -> None:
         ip.display_formatter.formatters["image/png"].for_type(Figure, figure_png)
 
 
-def _figure(nrows: int = 1, ncols: int = 1, figsize=None):
+def new_figure(nrows: int = 1, ncols: int = 1, figsize=None):
     # A bare Figure, not a pyplot one: nothing global to leak or close, and Jupyter shows it
     # exactly once when a cell returns it.
     setup_style()
@@ -76,7 +76,7 @@ def plot_curves(history: list[dict]) -> Figure:
     """Loss, accuracy and ROC-AUC per epoch: training, validation (if any) and test pairs."""
     ep = [h["epoch"] for h in history]
     sets = [("train", "训练", "o-", "C0"), ("val", "验证", "^-", "C1"), ("test", "测试", "s-", "C2")]
-    fig, ax = _figure(1, 3, figsize=(15, 4))
+    fig, ax = new_figure(1, 3, figsize=(15, 4))
     for key, name, style, color in sets:
         if f"{key}_loss" not in history[0]:
             continue
@@ -95,7 +95,7 @@ def plot_curves(history: list[dict]) -> Figure:
 
 def plot_curves_vs_seed(history: list[dict], seed_history: list[dict]) -> Figure:
     """Our per-epoch train loss / test accuracy beside the seed's published ones."""
-    fig, ax = _figure(1, 2, figsize=(12, 4))
+    fig, ax = new_figure(1, 2, figsize=(12, 4))
     for hist, name, style in ((history, "本复现", "-"), (seed_history, "原实验", "--")):
         ep = [h["epoch"] for h in hist]
         ax[0].plot(ep, [h["train_loss"] for h in hist], style, marker="o", ms=3, label=f"{name} 训练")
@@ -111,7 +111,7 @@ def plot_curves_vs_seed(history: list[dict], seed_history: list[dict]) -> Figure
 
 
 def plot_confusion(cm: np.ndarray, title: str = "混淆矩阵（测试对）") -> Figure:
-    fig, ax = _figure(figsize=(4.8, 4))
+    fig, ax = new_figure(figsize=(4.8, 4))
     sns.heatmap(cm, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax,
                 xticklabels=["不同", "相同"], yticklabels=["不同", "相同"])
     ax.set(title=title, xlabel="预测", ylabel="真实")
@@ -121,32 +121,36 @@ def plot_confusion(cm: np.ndarray, title: str = "混淆矩阵（测试对）") -
 
 def plot_pairs(images: np.ndarray, idx_a, idx_b, target, labels=None, scores=None,
                n: int = 8, title: str = "样本对", per_row: int = 8) -> Figure:
-    """A grid of n pairs (a above b, per_row pairs a block) with truth, digits and score if given."""
+    """A grid of n pairs, one pair per column (a above b, white ink on black as in MNIST), each pair
+    framed in one colour (green: same digit, red: different), with digits and score if given."""
     n = min(n, len(idx_a))
     cols, blocks = min(n, per_row), -(-n // per_row)
-    fig, ax = _figure(2 * blocks, cols, figsize=(1.6 * cols, 4.3 * blocks))
+    fig, ax = new_figure(2 * blocks, cols, figsize=(1.6 * cols, 4.3 * blocks))
     ax = np.asarray(ax).reshape(2 * blocks, cols)
     for a in ax.flat:
         a.set_axis_off()
     for j in range(n):
         block, col = divmod(j, per_row)
+        same = float(target[j]) > 0.5
         for row, idx in enumerate((idx_a, idx_b)):
             cell = ax[2 * block + row, col]
-            cell.imshow(np.asarray(images[int(idx[j])]).squeeze(), cmap="gray_r", vmin=0, vmax=1)
+            cell.imshow(np.asarray(images[int(idx[j])]).squeeze(), cmap="gray", vmin=0, vmax=1)
             cell.set_axis_on(), cell.set_xticks([]), cell.set_yticks([]), cell.grid(False)
-        text = "相同" if float(target[j]) > 0.5 else "不同"
+            for spine in cell.spines.values():
+                spine.set(color="C2" if same else "C3", linewidth=3)
+        text = f"第 {j + 1} 对：" + ("相同" if same else "不同")
         if labels is not None:
-            text += f"\n{int(labels[int(idx_a[j])])} vs {int(labels[int(idx_b[j])])}"
+            text += f"\n{int(labels[int(idx_a[j])])} 与 {int(labels[int(idx_b[j])])}"
         if scores is not None:
-            text += f"\np={float(scores[j]):.3f}"
+            text += f"\np = {float(scores[j]):.3f}"
         ax[2 * block, col].set_title(text, fontsize=9)
-    fig.suptitle(title)
+    fig.suptitle(f"{title}（每列一对，上下两张；绿框：同一数字，红框：不同数字；p：模型给出的相同概率）", fontsize=10)
     fig.tight_layout()
     return fig
 
 
 def plot_class_distribution(train_labels, test_labels) -> Figure:
-    fig, ax = _figure(figsize=(8, 3.5))
+    fig, ax = new_figure(figsize=(8, 3.5))
     digits = np.arange(10)
     tr = np.bincount(np.asarray(train_labels), minlength=10)
     te = np.bincount(np.asarray(test_labels), minlength=10)
@@ -160,7 +164,7 @@ def plot_class_distribution(train_labels, test_labels) -> Figure:
 
 def plot_pair_balance(balances: dict[str, dict]) -> Figure:
     """Same / different counts for each named set of pairs."""
-    fig, ax = _figure(figsize=(6, 3.5))
+    fig, ax = new_figure(figsize=(6, 3.5))
     names = list(balances)
     x = np.arange(len(names))
     ax.bar(x - 0.2, [balances[k]["same"] for k in names], width=0.4, label="相同")
@@ -172,12 +176,19 @@ def plot_pair_balance(balances: dict[str, dict]) -> Figure:
 
 
 def plot_roc_pr(c: dict) -> Figure:
-    fig, ax = _figure(1, 2, figsize=(11, 4.5))
-    ax[0].plot(c["fpr"], c["tpr"], label=f"AUC = {c['auc']:.4f}")
-    ax[0].plot([0, 1], [0, 1], "--", color="grey")
-    ax[0].set(title="ROC 曲线", xlabel="假阳性率", ylabel="真阳性率")
-    ax[1].plot(c["recall"], c["precision"], label=f"AP = {c['ap']:.4f}")
-    ax[1].set(title="精确率-召回率曲线", xlabel="召回率", ylabel="精确率")
+    """ROC with a log-scaled false-positive axis (near 1.0 every curve looks the same on a
+    linear one), and precision-recall zoomed to where it differs."""
+    fig, ax = new_figure(1, 2, figsize=(11, 4.5))
+    fpr, tpr = np.asarray(c["fpr"]), np.asarray(c["tpr"])
+    floor = 1e-4
+    ax[0].plot(np.maximum(fpr, floor), tpr, label=f"AUC = {c['auc']:.4f}")
+    ax[0].set_xscale("log")
+    ax[0].set(title="ROC 曲线（横轴对数）", xlabel="假阳性率", ylabel="真阳性率", xlim=(floor, 1),
+              ylim=(max(0.0, float(tpr[fpr <= 0.01].min(initial=1.0)) - 0.05), 1.005))
+    precision = np.asarray(c["precision"])
+    ax[1].plot(c["recall"], precision, label=f"AP = {c['ap']:.4f}")
+    ax[1].set(title="精确率-召回率曲线", xlabel="召回率", ylabel="精确率",
+              ylim=(max(0.5, float(np.quantile(precision, 0.02)) - 0.01), 1.002))
     for a in ax:
         a.legend(loc="lower right" if a is ax[0] else "lower left")
     fig.tight_layout()
@@ -186,7 +197,7 @@ def plot_roc_pr(c: dict) -> Figure:
 
 def plot_threshold(c: dict, chosen: float | None = None, chosen_on: str = "val") -> Figure:
     """Accuracy against the threshold on these pairs, with the threshold chosen elsewhere."""
-    fig, ax = _figure(figsize=(6.5, 4))
+    fig, ax = new_figure(figsize=(6.5, 4))
     ax.plot(c["thresholds"], c["threshold_acc"])
     if chosen is not None:
         where = "验证对" if chosen_on == "val" else "测试对（种子协议）"
@@ -200,7 +211,7 @@ def plot_threshold(c: dict, chosen: float | None = None, chosen_on: str = "val")
 
 
 def plot_score_hist(c: dict) -> Figure:
-    fig, ax = _figure(figsize=(6.5, 4))
+    fig, ax = new_figure(figsize=(6.5, 4))
     bins = np.linspace(0, 1, 41)
     ax.hist(c["prob"][c["target"] == 1], bins=bins, alpha=0.6, label="相同数字对")
     ax.hist(c["prob"][c["target"] == 0], bins=bins, alpha=0.6, label="不同数字对")
@@ -211,7 +222,7 @@ def plot_score_hist(c: dict) -> Figure:
 
 def plot_embeddings(pca: np.ndarray, tsne: np.ndarray, labels: np.ndarray, title: str) -> Figure:
     """2-D projections (PCA, t-SNE) of embeddings, coloured by digit."""
-    fig, ax = _figure(1, 2, figsize=(12, 5.5))
+    fig, ax = new_figure(1, 2, figsize=(12, 5.5))
     for a, xy, name in ((ax[0], pca, "PCA"), (ax[1], tsne, "t-SNE")):
         points = a.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", vmin=-0.5, vmax=9.5, s=5, alpha=0.7)
         a.set(title=name, xticks=[], yticks=[])
@@ -223,7 +234,7 @@ def plot_embeddings(pca: np.ndarray, tsne: np.ndarray, labels: np.ndarray, title
 def plot_retrieval(images: np.ndarray, labels: np.ndarray, queries: np.ndarray, top: np.ndarray,
                    prob: np.ndarray) -> Figure:
     """Each query (first column) and its best gallery matches by the model's score."""
-    fig, ax = _figure(len(queries), top.shape[1] + 1, figsize=(1.3 * (top.shape[1] + 1), 1.45 * len(queries)))
+    fig, ax = new_figure(len(queries), top.shape[1] + 1, figsize=(1.3 * (top.shape[1] + 1), 1.45 * len(queries)))
     for r, q in enumerate(queries):
         ax[r, 0].imshow(images[q, 0], cmap="gray")
         ax[r, 0].set_title(f"查询 {labels[q]}", fontsize=9, color="C0")
@@ -240,7 +251,7 @@ def plot_retrieval(images: np.ndarray, labels: np.ndarray, queries: np.ndarray, 
 def plot_reliability(before: dict, after: dict, temperature: float, title: str) -> Figure:
     """Reliability diagram (calibration.reliability): accuracy against confidence per bin, before
     and after temperature scaling, with the pair count per bin below."""
-    fig, ax = _figure(2, 1, figsize=(6.5, 6))
+    fig, ax = new_figure(2, 1, figsize=(6.5, 6))
     for r, label, colour in ((before, "原始概率", "C0"), (after, f"温度缩放（T = {temperature:.2f}）", "C1")):
         n = np.asarray(r["count"])
         keep = n > 0
@@ -256,31 +267,3 @@ def plot_reliability(before: dict, after: dict, temperature: float, title: str) 
 
 
 show_inline()  # notebooks importing the plots see returned Figures without further setup
-
-
-def plot_ablation(labels: list[str], means: list[float], cis: list[list[float]]) -> Figure:
-    """Held-out pair accuracy per variant: the mean over training seeds with its 95 % CI."""
-    fig, ax = _figure(figsize=(9, 0.45 * len(labels) + 1.2))
-    y = np.arange(len(labels))[::-1]
-    m = np.array(means) * 100
-    err = np.abs(np.array(cis).T * 100 - m)
-    ax.errorbar(m, y, xerr=err, fmt="o", color="C0", capsize=4)
-    ax.axvline(m[0], color="C1", ls="--", lw=1, label="原实验最终配置（基线）")
-    ax.set_yticks(y, labels)
-    ax.set(xlabel="留出对准确率 (%)，训练种子均值与 95% 置信区间", title="逐项消融：留出对准确率")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), fontsize=8, frameon=False)
-    fig.tight_layout()
-    return fig
-
-
-def plot_variant_curves(curves: dict[str, tuple[list[int], list[float]]]) -> Figure:
-    """Mean validation accuracy per epoch of each variant (over its training seeds)."""
-    fig, ax = _figure(figsize=(10, 5))
-    for i, (label, (ep, acc)) in enumerate(curves.items()):
-        ax.plot(ep, acc, "-", lw=2.2 if i == 0 else 1.2, color="k" if i == 0 else f"C{i % 10}", label=label)
-    low = min(min(acc[3:] or acc) for _, acc in curves.values())   # the first epochs would squash the rest
-    ax.set(xlabel="轮次 (epoch)", ylabel="验证对准确率（训练种子均值）", title="各变体的验证曲线",
-           ylim=(max(0.5, low - 0.005), 1.0))
-    ax.legend(fontsize=7, ncol=2, loc="lower right")
-    fig.tight_layout()
-    return fig

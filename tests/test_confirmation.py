@@ -120,6 +120,20 @@ def test_rule_events_are_the_commits_git_knows(tmp_path):
     assert CF.PLAN_COMMIT in [e["commit"] for e in RULE_EVENTS]
 
 
+def test_the_determinism_fix_is_the_commit_git_knows():
+    """The report dates the shared-encoding runs against this commit's time: it must be the commit's own."""
+    import subprocess
+
+    from mnist_pairs.paths import PROJECT_ROOT
+    from mnist_pairs.study.repro import DETERMINISM_FIX
+
+    r = subprocess.run(["git", "-C", str(PROJECT_ROOT), "log", "-1", "--format=%cI", DETERMINISM_FIX["commit"]],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip("no git history here (not a clone)")
+    assert r.stdout.strip()[:19] == DETERMINISM_FIX["time"]
+
+
 def test_timeline_lists_the_runs_finished_before_each_commit():
     from mnist_pairs.study.ablation import RULE_EVENTS, timeline
 
@@ -164,12 +178,12 @@ def test_the_report_words_the_confirmation_as_its_facts_say(tmp_path, mnist_root
 
     text = render({CF.PLAN["baseline"]: fake(CF.PLAN["baseline"], [5, 6, 7, 8, 9], 0.0),
                    CF.PLAN["improved"]: fake(CF.PLAN["improved"], [5, 6], 0.012)})
-    assert "确认运行尚未全部完成" in text and "改进配置 5、6" in text and "按预先登记的规则确认" not in text
+    assert "确认运行尚未全部完成" in text and "改进模型：5、6" in text and "按预先登记的规则已确认" not in text
     text = render({CF.PLAN["improved"]: fake(CF.PLAN["improved"], [5, 6, 7, 8, 9], 0.012)})
-    assert "**按预先登记的规则确认**：确认集 Δ 为 +1.20 ± 0.00" in text, text[text.index("#### 改进配置的确认"):][:3000]
-    assert "所有确认运行都在计划登记之后开始" in text and "并非所有确认运行" not in text
+    assert "**按预先登记的规则已确认。**" in text and "| +1.20 ± 0.00 |" in text, text[text.index("## 4. 改进模型"):][:3000]
+    assert "所有确认运行都在登记之后开始" in text and "并非所有确认运行" not in text
     text = render({CF.PLAN["improved"]: fake(CF.PLAN["improved"], [5, 6, 7, 8, 9], 0.012, plan_ok=False)})
-    assert "**并非所有确认运行都在计划登记之后开始**" in text
+    assert "**并非所有确认运行都在登记之后开始**" in text
 
 
 def test_shift_moves_images_and_fills_with_background():

@@ -43,7 +43,7 @@ def test_headline_and_run_facts_come_from_their_files(facts):
     history = json.loads((REPORTS_DIR / "runs" / "seed_siamese" / "history.json").read_text())
     last = history[-1]
     assert f"| {last['epoch']} | {last['train_loss']:.4f} | {last['train_acc']:.4f} |" in text
-    assert "## 6. 训练过程结果（单次运行" in text
+    assert "### F. 单次运行（训练种子" in text
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert (REPORTS_DIR / link).is_file(), link
 
@@ -75,3 +75,32 @@ def test_readme_headline_and_tables_come_from_the_committed_files(tmp_path):
     assert all(f"`{g['name']}`" in tables for g in groups.values())
     lines = text.splitlines()
     assert len(lines) <= 110 and any("make study" in x for x in lines[:30]) and any("make test" in x for x in lines[:30])
+
+
+def test_the_main_body_starts_with_an_abstract_and_links_the_three_figures():
+    """Findings first: ≤ 220 lines before the appendix, the abstract first, then the headline figure;
+    the forest plot and the improved-model figure in the main body, each drawn from the committed files."""
+    text = REPORT.read_text(encoding="utf-8")
+    body = text.split("\n## 附录")[0]
+    assert len(body.splitlines()) <= 220
+    sections = re.findall(r"^## (.+)$", body, flags=re.M)
+    assert sections[0] == "摘要"
+    abstract = body.split("## 摘要")[1].split("\n## ")[0]
+    assert "figures/findings/headline.png" in abstract
+    for name in ("forest.png", "improved_curves.png"):
+        assert f"](figures/findings/{name})" in body, name
+        assert (REPORTS_DIR / "figures" / "findings" / name).is_file()
+
+
+def test_the_template_words_facts_and_decides_nothing():
+    """Verdicts, intervals and targets come from collect(); the template holds no interval logic, no
+    adoption rule, no commit hash, CPU name or target number of its own."""
+    from mnist_pairs.study.report import TEMPLATE
+
+    for path in TEMPLATE.parent.glob("*.j2"):
+        t = path.read_text(encoding="utf-8")
+        code = " ".join(re.findall(r"{[{%](.*?)[}%]}", t, flags=re.S))
+        assert "ci95" not in code and "adopted(" not in code, path.name
+        assert not re.search(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}\b", t), path.name     # a commit hash
+        assert not re.search(r"Xeon|EPYC|Intel|AMD|\b\d+ 核", t), path.name
+        assert not re.search(r"99\.3|0\.993|98\.95|200,000|≥ \d|≤ \d", t), path.name

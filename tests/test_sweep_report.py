@@ -99,13 +99,13 @@ def test_summary_and_report(swept, tmp_path):
 
     publish(analyze(runs[0], log=lambda m: None), "seed_siamese", reports)
     text = R.write_report(reports).read_text(encoding="utf-8")
-    assert "验证协议" in text and "测试协议（按测试集选择）" in text
+    assert "验证协议" in text and "测试协议" in text
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert (reports / link).is_file(), link
     # the one-run table is the published run's history
     h = json.loads((reports / "runs" / "seed_siamese" / "history.json").read_text())
     assert f"| {h[-1]['epoch']} | {h[-1]['train_loss']:.4f} | {h[-1]['train_acc']:.4f} |" in text
-    assert "复现检查" in text and "95% 预测区间" in text
+    assert "如何复现" in text and "95% 预测区间" in text
 
 
 def test_report_on_a_cpu_without_bf16_says_fp32_and_claims_nothing_else(swept, tmp_path):
@@ -128,7 +128,8 @@ def test_report_on_a_cpu_without_bf16_says_fp32_and_claims_nothing_else(swept, t
     text = R.render(facts)
     assert "该 CPU 不原生支持 bf16" in text and "| 精度 | fp32（autocast：off" in text
     assert "该 CPU 原生支持 bf16" not in text
-    assert "与多种子运行的环境不同" in text and "逐位相同" not in re.split(r"## \d+\. 复现检查", text)[1].split("不会逐位相同")[0]
+    repro = text.split("## 8. 如何复现")[1].split("## 附录")[0]
+    assert "与多种子运行不同" in repro and "完全相同" not in repro
 
 
 def test_a_stacked_lever_is_paired_with_the_lever_it_extends():

@@ -1,7 +1,6 @@
 """The seed's optimisation story measured: one change at a time from the seed configuration.
 
     rows = ablation_rows(summary["groups"])        # the report's table, paired against the seed config
-    paths = write_figures(summary["groups"])       # reports/figures/ablation/{heldout,curves}.png
 
 Each variant is a params file `params/ablate_<name>.yaml` (the seed configuration plus one
 change) swept over training seeds under the validation protocol. The difference to the seed
@@ -24,10 +23,6 @@ as its timeline, with every rule changed after results were seen.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-from ..paths import Reports
 from .. import stats
 
 BASELINE = "seed_siamese__validation"
@@ -70,7 +65,8 @@ RULE_EVENTS = [
     {"commit": "d536e44", "time": "2026-11-29T07:06:16+00:00",
      "what": "写定改进配置的组合规则：只有“共享编码，100 轮”本身相对原配置被采纳，才把 ⑧ 中被采纳的各项叠加成改进配置"},
     {"commit": "b533418", "time": "2026-11-29T08:20:13+00:00",
-     "what": "改变规则：改进配置取 ⑧ 中验证对均值最高的一行（“以上四项同时使用”），按 ⑦ 的规则直接与原配置配对比较"},
+     "what": "改变规则：改进配置取 ⑧ 中验证对均值最高的一行（“以上四项同时使用”），按 ⑦ 的规则直接与原配置配对比较",
+     "changed": True},
     {"commit": "ed9234e", "time": "2026-11-29T19:32:12+00:00",
      "what": "登记确认计划：确认集、训练种子 5–9、判定规则（mnist_pairs/study/confirmation.py）"},
     {"commit": "0fbee7a", "time": "2026-11-29T19:33:13+00:00",
@@ -88,7 +84,7 @@ def timeline(groups: dict, names=TIMELINE_GROUPS) -> list[dict]:
     for e in RULE_EVENTS:
         t = e["time"][:19]                                  # naive UTC, comparable with `finished`
         before = {g: sorted(r["seed"] for r in groups[g]["runs"] if r["finished"] < t) for g in names if g in groups}
-        out.append(e | {"time_utc": t.replace("T", " "),
+        out.append({"changed": False} | e | {"time_utc": t.replace("T", " "),
                         "finished_before": {g: s for g, s in before.items() if s}})
     return out
 
@@ -121,8 +117,10 @@ def improved_check(groups: dict) -> dict | None:
     if lever is None or base is None:
         return None
     first = groups.get(EXTENDS[IMPROVED_FROM])
-    return {"lever": VARIANTS[IMPROVED_FROM][1], "delta": {k: paired(lever, base, k) for k in METRICS},
-            "first_rule_delta": paired(first, base, "val_acc") if first else None}
+    delta = {k: paired(lever, base, k) for k in METRICS}
+    return {"lever": VARIANTS[IMPROVED_FROM][1], "delta": delta, "adopted": adopted({"delta": delta}),
+            "first_rule_delta": paired(first, base, "val_acc") if first else None,
+            "first_rule_adopted": adopted({"delta": {"val_acc": paired(first, base, "val_acc")}}) if first else None}
 
 
 def ablation_rows(groups: dict) -> list[dict]:
@@ -141,28 +139,14 @@ def ablation_rows(groups: dict) -> list[dict]:
                          "versus": None if ref == BASELINE else VARIANTS[ref][1], "lever": name.startswith("lever_"),
                          "late": _first_seeds(g, groups[ref], LATE_SEEDS[name]) if name in LATE_SEEDS else None,
                          "delta": {k: paired(g, groups[ref], k) for k in METRICS}})
+    for row in rows:
+        row["adopted"] = adopted(row) if row["lever"] else None
+        row["sure"] = {k: excludes_zero(d) for k, d in (row["delta"] or {}).items()}
+        if row["late"]:
+            row["late"]["adopted"] = adopted({"delta": {"val_acc": row["late"]["val_acc"]}})
     return rows
 
 
-def mean_curves(group_dir: Path, key: str = "val_acc") -> tuple[list[int], list[float]]:
-    """Epochs and the mean of `key` over the group's seeds (committed history.json files)."""
-    hists = [json.loads(p.read_text()) for p in sorted(group_dir.glob("seed*/history.json"))]
-    n = min(len(h) for h in hists)
-    return list(range(1, n + 1)), [sum(h[i][key] for h in hists) / len(hists) for i in range(n)]
-
-
-def write_figures(groups: dict, reports: Reports = Reports()) -> list[Path]:
-    """Held-out accuracy per variant with 95 % CI bars, and mean validation curves."""
-    from ..plots import plot_ablation, plot_variant_curves, save_figure
-
-    rows = ablation_rows(groups)
-    if len(rows) < 2:
-        return []
-    out = reports.figures("ablation")
-    labels = [f"{r['step']} {r['change']}" for r in rows]
-    paths = [save_figure(plot_ablation(labels, [r["group"]["mean"]["heldout_acc"] for r in rows],
-                                       [r["group"]["ci95"]["heldout_acc"] for r in rows]), out / "heldout.png")]
-    curves = {label: mean_curves(reports.sweep(r["group"]["group"])) for label, r in zip(labels, rows)
-              if reports.sweep(r["group"]["group"]).is_dir()}
-    paths.append(save_figure(plot_variant_curves(curves), out / "curves.png"))
-    return paths
+def excludes_zero(st: dict | None) -> bool | None:
+    """Whether a paired Δ's 95 % interval leaves out 0 (a difference these seeds can tell), None if unmeasured."""
+    return None if st is None else not st["ci95"][0] <= 0 <= st["ci95"][1]

@@ -77,7 +77,8 @@ def outcome(groups: dict) -> dict | None:
     target_ok = imp["mean"]["heldout_acc"] >= PLAN["heldout_target"]
     return {"seeds": seeds, "complete": complete, "delta_confirm": delta,
             "delta_heldout": paired(imp, base, "heldout_acc"), "delta_val": paired(imp, base, "val_acc"),
-            "delta_ok": delta_ok, "target_ok": target_ok, "confirmed": complete and delta_ok and target_ok}
+            "delta_ok": delta_ok, "target_ok": target_ok, "confirmed": complete and delta_ok and target_ok,
+            "short_by": max(PLAN["heldout_target"] - imp["mean"]["heldout_acc"], 0.0)}
 
 
 def published_seed(group: dict) -> int:

@@ -1,23 +1,118 @@
-"""Every figure of the report that is drawn from the study's files (summary.json, calibration.json);
-the notebooks draw each published run's own figures (analysis.py).
+"""Every figure of the report that is drawn from the study's files (summary.json, the sweeps'
+history.json, calibration.json); the notebooks draw each published run's own figures (analysis.py).
 
-    paths = write_report_figures()          # reports/figures/{ablation,calibration}/…
+    paths = write_report_figures()          # reports/figures/{findings,calibration}/…
+
+- findings/headline.png: the seed's 98.95 % against the seed configuration's runs under both
+  protocols, and the improved model on fresh seeds (each run a dot, the mean with its 95 % CI);
+- findings/forest.png: what each of the seed's choices is worth (paired Δ, sorted);
+- findings/improved_curves.png: the improved model's validation curves beside the seed configuration's
+  on the same fresh seeds.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
+from matplotlib.figure import Figure
+
 from ..paths import Reports
-from ..plots import plot_reliability, save_figure
-from .ablation import write_figures as write_ablation_figures
+from ..plots import new_figure, plot_reliability, save_figure
+from ..seed_reference import SEED
+from .ablation import BASELINE, ablation_rows
+from .confirmation import PLAN
+
+# (group, metric, label) of the headline figure, top to bottom
+HEADLINE_ROWS = [
+    ("seed_siamese__test", "best_test_acc", "原实验配置，按测试对选择：最佳测试准确率"),
+    ("seed_siamese__test", "heldout_acc", "原实验配置，按测试对选择：留出对"),
+    (BASELINE, "heldout_acc", "原实验配置，按验证对选择：留出对"),
+    (PLAN["baseline"], "heldout_acc", "原实验配置，新训练种子：留出对"),
+    (PLAN["improved"], "heldout_acc", "改进模型，新训练种子：留出对"),
+]
+
+
+def plot_headline(rows: list[tuple[str, list[float], dict]], seed_acc: float, target: float) -> Figure:
+    """Each row: its runs as dots and their mean with the 95 % CI; the seed's one number as a line."""
+    fig, ax = new_figure(figsize=(9, 0.7 * len(rows) + 1.6))
+    y = np.arange(len(rows))[::-1]
+    for yi, (label, xs, st) in zip(y, rows):
+        color = "C2" if label.startswith("改进") else "C0"
+        ax.scatter(100 * np.asarray(xs), np.full(len(xs), yi + 0.18), s=14, color=color, alpha=0.6, zorder=2)
+        m, (lo, hi) = 100 * st["mean"], (100 * st["ci95"][0], 100 * st["ci95"][1])
+        ax.errorbar(m, yi, xerr=[[m - lo], [hi - m]], fmt="o", color=color, capsize=4, zorder=3)
+        ax.annotate(f"{m:.2f}%", (hi, yi), xytext=(6, -4), textcoords="offset points", fontsize=9)
+    ax.axvline(100 * seed_acc, color="C3", ls="--", lw=1.2, label=f"原实验公布的 {100 * seed_acc:.2f}%（单次运行，按测试对选择）")
+    ax.axvline(100 * target, color="grey", ls=":", lw=1.2, label=f"改进模型的预定目标 {100 * target:.2f}%（留出对均值）")
+    ax.set_yticks(y, [r[0] for r in rows])
+    ax.set(xlabel="准确率 (%)：点为单个训练种子，圆点与横线为均值及 95% 置信区间",
+           title=f"原实验公布的 {100 * seed_acc:.2f}% 与多个训练种子的分布")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), fontsize=8, frameon=False, ncol=1)
+    fig.tight_layout()
+    return fig
+
+
+def plot_forest(labels: list[str], held: list[dict], val: list[dict]) -> Figure:
+    """Paired Δ (pp) per change, sorted: held-out (filled) and validation (hollow), 95 % CIs;
+    dark when the held-out interval leaves out 0."""
+    fig, ax = new_figure(figsize=(9, 0.5 * len(labels) + 1.6))
+    y = np.arange(len(labels))[::-1]
+    for yi, h, v in zip(y, held, val):
+        clear = not h["ci95"][0] <= 0 <= h["ci95"][1]
+        for st, dy, face in ((h, 0.12, "C0" if clear else "grey"), (v, -0.12, "white")):
+            m, lo, hi = 100 * st["mean"], 100 * st["ci95"][0], 100 * st["ci95"][1]
+            ax.errorbar(m, yi + dy, xerr=[[m - lo], [hi - m]], fmt="o", mfc=face,
+                        color="C0" if clear else "grey", capsize=3)
+    ax.axvline(0, color="k", lw=1)
+    ax.set_yticks(y, labels)
+    ax.set(xlabel="与原实验最终配置的差 Δ（百分点，同一训练种子相减；实心：留出对，空心：验证对）",
+           title="原实验的哪些选择重要：区间不含 0 的（蓝色）才是这组训练种子能分辨的差别")
+    fig.tight_layout()
+    return fig
+
+
+def mean_curves(group_dir: Path, key: str = "val_acc") -> tuple[list[int], np.ndarray]:
+    """Epochs and `key` per epoch of each seed of a group (committed history.json files)."""
+    hists = [json.loads(p.read_text()) for p in sorted(group_dir.glob("seed*/history.json"))]
+    n = min(len(h) for h in hists)
+    return list(range(1, n + 1)), np.array([[h[i][key] for i in range(n)] for h in hists])
+
+
+def plot_improved_curves(curves: dict[str, tuple[list[int], np.ndarray]]) -> Figure:
+    """Validation accuracy per epoch: the mean over seeds, the band from the lowest to the highest seed."""
+    fig, ax = new_figure(figsize=(9, 4.5))
+    for i, (label, (ep, acc)) in enumerate(curves.items()):
+        color = ("C0", "C2")[i % 2]
+        ax.plot(ep, acc.mean(0), color=color, lw=2, label=f"{label}（{len(acc)} 个训练种子的均值）")
+        ax.fill_between(ep, acc.min(0), acc.max(0), color=color, alpha=0.2)
+    ax.set(xlabel="轮次 (epoch)", ylabel="验证对准确率", ylim=(0.95, 1.0),
+           title="改进模型与原实验配置的验证曲线（同一组新训练种子；阴影：最低到最高的训练种子）")
+    ax.legend(loc="lower right", fontsize=9)
+    fig.tight_layout()
+    return fig
 
 
 def write_report_figures(reports: Reports = Reports()) -> list[Path]:
     """Draw the figures whose source file exists; return the paths written."""
     paths = []
+    out = reports.figures("findings")
     if reports.summary.is_file():
-        paths += write_ablation_figures(json.loads(reports.summary.read_text())["groups"], reports)
+        groups = json.loads(reports.summary.read_text())["groups"]
+        rows = [(label, [r[key] for r in groups[g]["runs"]], {"mean": groups[g]["mean"][key], "ci95": groups[g]["ci95"][key]})
+                for g, key, label in HEADLINE_ROWS if g in groups]
+        if rows:
+            paths.append(save_figure(plot_headline(rows, SEED["best_test_acc"], PLAN["heldout_target"]), out / "headline.png"))
+        seed_rows = sorted((r for r in ablation_rows(groups) if r["delta"] and not r["lever"]),
+                           key=lambda r: r["delta"]["heldout_acc"]["mean"])
+        if seed_rows:
+            paths.append(save_figure(plot_forest([f"{r['step']} {r['change']}" for r in seed_rows],
+                                                 [r["delta"]["heldout_acc"] for r in seed_rows],
+                                                 [r["delta"]["val_acc"] for r in seed_rows]), out / "forest.png"))
+        named = {PLAN["baseline"]: "原实验配置", PLAN["improved"]: "改进模型"}
+        curves = {label: mean_curves(reports.sweep(g)) for g, label in named.items() if reports.sweep(g).is_dir()}
+        if len(curves) == 2:
+            paths.append(save_figure(plot_improved_curves(curves), out / "improved_curves.png"))
     if reports.calibration.is_file():
         c = json.loads(reports.calibration.read_text())
         rel, seed = c["reliability"], c["reliability_seed"]

@@ -11,17 +11,18 @@ seed study's published figures in seed_reference.py, quoted for comparison.
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
 import torch
 
 from ..data import load_data, pair_balance
-from .ablation import IMPROVED_FROM, ablation_rows, adopted, improved_check, paired, timeline
+from .ablation import IMPROVED_FROM, ablation_rows, excludes_zero, improved_check, paired, timeline
 from .confirmation import PLAN, outcome, report_facts
-from .formats import delta_pp, pct, pm, pm_plain, pmi
-from .repro import improved_pick_ok, is_committed_run, repro_check
+from .findings import (all_above, best_by_validation, interval_holds, matters, precision_reason, run_costs, seed_place,
+                       temperature_side)
+from .formats import ci_range, pct, pm
+from .repro import DETERMINISM_FIX, before_determinism_fix, improved_pick_ok, is_committed_run, repro_check
 from ..mnist import FASHION_CLASSES, MNIST_FILES
 from ..models import build_model, parameter_count
 from ..paths import PROJECT_ROOT, PUBLISHED, REPORTS_DIR, Reports, atomic_write_text, resolve
@@ -34,6 +35,14 @@ FIGURES = [("curves", "学习曲线（训练、验证与测试对）"), ("curves
            ("threshold", "准确率与判定阈值"), ("score_hist", "同类 / 异类对的得分分布"),
            ("sample_pairs", "测试样本对"), ("hardest_errors", "最难的误判样本对"),
            ("embeddings", "编码器嵌入的二维投影（留出图片）"), ("retrieval", "近邻检索（留出图片）")]
+# bench_levers.json's row names (English identifiers) as the report prints them
+LEVER_NAMES = {"fp32 NCHW": "fp32，NCHW", "fp32 channels_last": "fp32，channels_last", "bf16 NCHW": "bf16，NCHW",
+               "bf16 channels_last (default)": "bf16，channels_last（默认）", "bf16 channels_last, 1 thread": "bf16，channels_last，1 个线程",
+               "bf16 channels_last + torch.compile": "bf16，channels_last + torch.compile",
+               "batched augmentation (512 images)": "整批数据增强（512 张图片）",
+               "evaluation, pairs at batch 256": "评估：逐对计算，批大小 256",
+               "evaluation, cached embeddings (default)": "评估：缓存嵌入（默认）"}
+IMPROVED_FIGURES = [("threshold", "准确率与判定阈值"), ("embeddings", "编码器嵌入的二维投影（留出图片）")]
 
 
 def _json(path) -> dict | None:
@@ -62,16 +71,17 @@ def run_facts(run: Run) -> dict:
     h = run.records
     return {"name": run.dir.name, "dir": run.dir, "cfg": run.cfg.to_dict(), "env": run.env, "history": h,
             "results": run.results, "wall": sum(r["seconds"] for r in h), "s_per_epoch": sum(r["seconds"] for r in h) / len(h),
-            "lrs": sorted({r["lr"] for r in h}, reverse=True), "selected": h[run.results["selected_epoch"] - 1]}
+            "lrs": sorted({r["lr"] for r in h}, reverse=True), "selected": h[run.results["selected_epoch"] - 1],
+            "precision_reason": precision_reason(run.env)}
 
 
 def short_commit(commit: str) -> str:
-    """12 hex digits, keeping the "-dirty" mark of a run made from uncommitted changes."""
-    return commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
+    """12 hex digits (a run made from uncommitted changes is marked by `dirty` in run_commit)."""
+    return commit.removesuffix("-dirty")[:12]
 
 
-def percentile_of(value: float, xs: list[float]) -> float:
-    return 100 * sum(x < value for x in xs) / len(xs)
+def run_commit(env: dict) -> dict:
+    return {"commit": short_commit(env["git_commit"]), "dirty": env["git_commit"].endswith("-dirty")}
 
 
 def _pick(groups: dict, name: str, model: str, protocol: str) -> dict | None:
@@ -99,12 +109,6 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
     val_siamese = _pick(groups, "seed_siamese__validation", "siamese", "validation")
     val_concat = _pick(groups, "seed_concat__validation", "concat", "validation")
     seed_groups = {g["group"]: g for g in (test_group, val_siamese, val_concat) if g}  # `make sweep`
-    seed_place = None
-    if test_group and test_group["n_runs"] > 1:
-        xs = [r["best_test_acc"] for r in test_group["runs"]]
-        m, sd = test_group["mean"]["best_test_acc"], test_group["sd"]["best_test_acc"]
-        seed_place = {"z": (SEED["best_test_acc"] - m) / sd if sd else math.nan,
-                      "percentile": percentile_of(SEED["best_test_acc"], xs), "max": max(xs), "n": len(xs)}
     sweep_envs = sorted({(r["cpu"], r["precision"], r["device"], r.get("gpu") or "") for g in seed_groups.values()
                          for r in g["runs"]})
     sweep_dates = sorted(r["finished"] for g in seed_groups.values() for r in g["runs"])
@@ -115,8 +119,16 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
     cf = report_facts(groups, rp)
     I_committed = I is not None and is_committed_run(I, confirm_group)
     rel = lambda p: os.path.relpath(p, reports_dir)
+    rows = ablation_rows(groups)
+    protocol_delta = paired(test_group, val_siamese, "heldout_acc") if test_group and val_siamese else None
+    seed_row = SEED_HISTORY[SEED["best_epoch"] - 1]
+    chosen_aug = (_json(rp.aug_selection) or {}).get("chosen")
+    aug_keys = ("aug_degrees", "aug_translate", "aug_scale_min", "aug_scale_max", "aug_blur_prob", "aug_blur_sigma_max",
+                "aug_interpolation")
+    figure = lambda *parts: rel(rp.figures(parts[0]) / parts[1]) if (rp.figures(parts[0]) / parts[1]).is_file() else None
     return {
-        "seed": SEED, "seed_row": SEED_HISTORY[SEED["best_epoch"] - 1], "commit": short_commit(S["env"]["git_commit"]),
+        "seed": SEED, "seed_row": seed_row, "run_commit": run_commit(S["env"]),
+        "seed_table_mismatch": seed_row["test_acc"] != SEED["best_test_acc"] or seed_row["test_loss"] != SEED["best_test_loss"],
         "sweep_commits": sorted({short_commit(r["git_commit"]) for g in seed_groups.values() for r in g["runs"]}),
         "mnist_files": [(k, v[1], v[0]) for k, v in MNIST_FILES.items()],
         "n_train_source": sub.n_train_source, "n_test_source": sub.n_test_source,
@@ -128,35 +140,54 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
         "layers": layer_rows("siamese"), "n_params": parameter_count("siamese"),
         "concat_params": parameter_count("concat"),
         "S": S, "C": C, "groups": groups, "test_group": test_group, "val_siamese": val_siamese,
-        "val_concat": val_concat, "seed_place": seed_place,
+        "val_concat": val_concat, "seed_place": seed_place(test_group, SEED["best_test_acc"]),
+        "confirm_baseline": groups.get(PLAN["baseline"]), "matters": matters(rows),
+        "improved_all_above": all_above(groups.get(PLAN["improved"]), groups.get(PLAN["baseline"])),
+        "improved_cost": run_costs(groups.get(PLAN["improved"])), "baseline_cost": run_costs(groups.get(PLAN["baseline"])),
+        "headline_figure": figure("findings", "headline.png"), "forest_figure": figure("findings", "forest.png"),
+        "improved_figure": figure("findings", "improved_curves.png"),
+        "determinism_fix": DETERMINISM_FIX, "before_fix": before_determinism_fix(groups),
+        "all_cpus": sorted({r["cpu"] for g in groups.values() for r in g["runs"]}),
+        "protocol_delta": protocol_delta, "protocol_delta_clear": excludes_zero(protocol_delta),
         "unseen": groups.get("unseen_digits__validation"),
         "openset_rows": openset_rows(groups.get("unseen_digits__validation")), "fashion": groups.get("fashion_siamese__validation"),
-        "fashion_classes": FASHION_CLASSES, "ablation": ablation_rows(groups), "target_heldout": TARGET_HELDOUT,
-        "improved": groups.get(IMPROVED_FROM), "improved_check": improved_check(groups),
+        "fashion_classes": FASHION_CLASSES, "ablation": rows, "best_row": best_by_validation(rows),
+        "target_heldout": PLAN["heldout_target"], "improved": groups.get(IMPROVED_FROM), "improved_check": improved_check(groups),
+        "improved_holds_target": bool(groups.get(IMPROVED_FROM))
+        and interval_holds(groups[IMPROVED_FROM], "heldout_acc", PLAN["heldout_target"]),
         "timeline": timeline(groups), "confirmation": cf,
         "improved_run": I, "improved_pick_ok": improved_pick_ok(I, confirm_group, cf),
         "improved_is_confirmation_run": I_committed,
         "improved_repro": repro_check(I, confirm_group) if I and confirm_group and not I_committed
         else None,
-        "ablation_figures": [rel(rp.figures("ablation") / f) for f in ("heldout.png", "curves.png")
-                             if (rp.figures("ablation") / f).is_file()], "sweep_envs": sweep_envs,
+        "sweep_envs": sweep_envs,
         "sweep_period": (sweep_dates[0], sweep_dates[-1]) if sweep_dates else None,
         "repro": repro_check(S, val_siamese) if val_siamese else None,
         "aug": _json(rp.aug_selection),
+        "same_aug": chosen_aug is not None and all(_json(rp.aug_selection)["candidates"][chosen_aug][k] == S["cfg"][k]
+                                                   for k in aug_keys if k in _json(rp.aug_selection)["candidates"][chosen_aug]),
         "bench": bench, "levers": _json(rp.benchmarks / "bench_levers.json"),
         "bench_avx2": benches[1], "bench_more": benches[2:], "cpu_targets": cpu_targets(benches),
         "cpu_target": (CPU_TARGET_SPEEDUP, CPU_TARGET_S), "fused_checks": fused_checks(groups),
-        "infer": _json(rp.benchmarks / "bench_infer.json"),
+        "infer": _json(rp.benchmarks / "bench_infer.json"), "infer_run": infer_run(_json(rp.benchmarks / "bench_infer.json")),
         "study": _json(rp.study),
-        "calibration": _json(rp.calibration),
-        "calibration_figure": rel(rp.figures("calibration") / "reliability.png")
-        if (rp.figures("calibration") / "reliability.png").is_file() else None,
+        "calibration": _json(rp.calibration), "temperature_side": temperature_side(_json(rp.calibration)),
+        "calibration_figure": figure("calibration", "reliability.png"),
         "figures": [(t, rel(rp.figures(published["siamese"]) / f"{n}.png")) for n, t in FIGURES
                     if (rp.figures(published["siamese"]) / f"{n}.png").is_file()],
-        "concat_curves": rel(rp.figures(published["concat"]) / "curves.png")
-        if (rp.figures(published["concat"]) / "curves.png").is_file() else None,
+        "concat_curves": figure(published["concat"], "curves.png"),
+        "improved_run_figures": [(t, figure(published["improved"], f"{n}.png")) for n, t in IMPROVED_FIGURES
+                                 if figure(published["improved"], f"{n}.png")],
         "history_path": rel(S["dir"] / "history.json"),
     }
+
+
+def infer_run(infer: dict | None) -> str | None:
+    """The run folder the inference benchmark measured: its `--run`, else bench_infer.py's default."""
+    if not infer:
+        return None
+    words = infer["command"].split()
+    return words[words.index("--run") + 1] if "--run" in words else f"reports/runs/{PUBLISHED['siamese']}"
 
 
 CPU_TARGET_SPEEDUP, CPU_TARGET_S = 4.0, 12.0  # issue 11: seed-faithful mode, >= 4x the seed-style pipeline, <= 12 s/epoch
@@ -195,14 +226,17 @@ def fused_checks(groups: dict) -> list[dict]:
     """Each fused group against its unfused configuration, paired by seed, with the CPUs and
     precision of each group's runs (a different CPU rounds differently, as fusing does)."""
     facts = lambda grp, key: sorted({str(r[key]) for r in grp["runs"]})
-    return [{"group": groups[g], "base": groups[b], "params": g.split("__")[0], "base_params": b.split("__")[0],
-             "delta": {k: paired(groups[g], groups[b], k) for k in ("val_acc", "heldout_acc")},
-             "cpus": facts(groups[g], "cpu"), "base_cpus": facts(groups[b], "cpu"),
-             "precision": facts(groups[g], "precision")}
-            for g, b in FUSED if g in groups and b in groups]
+    out = []
+    for g, b in ((g, b) for g, b in FUSED if g in groups and b in groups):
+        delta = {k: paired(groups[g], groups[b], k) for k in ("val_acc", "heldout_acc")}
+        out.append({"group": groups[g], "base": groups[b], "params": g.split("__")[0], "base_params": b.split("__")[0],
+                    "delta": delta, "sure": {k: excludes_zero(d) for k, d in delta.items()},
+                    "epochs": groups[g]["config"]["epochs"], "cpus": facts(groups[g], "cpu"),
+                    "base_cpus": facts(groups[b], "cpu"), "same_cpu": facts(groups[g], "cpu") == facts(groups[b], "cpu"),
+                    "precision": facts(groups[g], "precision")})
+    return out
 
 
-TARGET_HELDOUT = 0.993  # issue 9: held-out pair accuracy of an improved model (<= 200 k parameters)
 PAIR_TYPES = {"seen–seen same": "已见–已见，同类", "seen–seen different": "已见–已见，异类",
               "unseen–unseen different": "未见数字之间（异类）", "unseen–seen": "未见数字对已见数字（异类）"}
 
@@ -230,8 +264,8 @@ def _environment():
                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(code=lambda x: f"`{x}`", pct=pct, f4=lambda x: f"{x:.4f}", f2=lambda x: f"{x:.2f}", f1=lambda x: f"{x:.1f}",
                        f0=lambda x: f"{x:.0f}", thousands=lambda x: f"{x:,}")
-    env.globals.update(pm=pm, pm_plain=pm_plain, pmi=pmi, delta_pp=delta_pp, adopted=adopted)
-    env.tests["adopted"] = lambda row: bool(adopted(row))
+    env.filters.update(ci_range=ci_range)
+    env.globals.update(pm=pm, LEVER_NAMES=LEVER_NAMES)
     return env
 
 
@@ -254,7 +288,7 @@ def headline_facts(groups: dict, benches: list[dict | None]) -> dict:
     return {"seed": SEED, "test_group": _pick(groups, "seed_siamese__test", "siamese", "test"),
             "val_group": _pick(groups, "seed_siamese__validation", "siamese", "validation"),
             "improved": imp, "verdict": verdict, "target": target,
-            "short_by": max(target - imp["mean"]["heldout_acc"], 0.0) if imp else None,
+            "short_by": verdict["short_by"] if verdict else None,
             "bench": benches[0]}
 
 

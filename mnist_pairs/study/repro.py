@@ -57,3 +57,15 @@ def improved_pick_ok(run: dict | None, group: dict | None, cf: dict | None) -> b
     among the complete confirmation, registered before every confirmation run finished."""
     return bool(run and group and cf and cf["verdict"] and cf["verdict"]["complete"] and cf["pick_first"]
                 and published_seed(group) == run["cfg"]["seed"])
+
+
+# The commit that made shared-encoding training reproducible (train.py: `index_select` where indexing
+# `e[ia]` had a backward that summed in thread order), with its commit time (UTC, `git log -1 --format=%cI`).
+DETERMINISM_FIX = {"commit": "984140b", "time": "2026-11-30T05:29:23"}
+
+
+def before_determinism_fix(groups: dict) -> list[str]:
+    """Shared-encoding groups with runs that finished before DETERMINISM_FIX: a rerun of one of
+    their seeds on the same machine need not give the same numbers."""
+    return sorted(name for name, g in groups.items() if g.get("config", {}).get("pairing") == "shared"
+                  and any(r["finished"] < DETERMINISM_FIX["time"] for r in g["runs"]))

@@ -1,0 +1,79 @@
+"""What the report's abstract and main sections conclude, decided here from the study's files
+(the template only words it): where the seed's number falls, which of the seed's choices matter,
+the improved model's cost, and which precision a run used and why.
+
+    place = seed_place(groups["seed_siamese__test"], 0.9895)
+    m = matters(ablation_rows(groups))        # {"worse": [...], "better": [...], "unclear": [...]}
+"""
+from __future__ import annotations
+
+import math
+
+
+def seed_place(test_group: dict | None, seed_acc: float) -> dict | None:
+    """The seed's one number among the runs that repeat its protocol (best test accuracy, test-selected):
+    how many runs reach it, their maximum, and its z-score. None with fewer than 2 runs."""
+    if not test_group or test_group["n_runs"] < 2:
+        return None
+    xs = [r["best_test_acc"] for r in test_group["runs"]]
+    m, sd = test_group["mean"]["best_test_acc"], test_group["sd"]["best_test_acc"]
+    return {"n": len(xs), "reached": sum(x >= seed_acc for x in xs), "max": max(xs),
+            "z": (seed_acc - m) / sd if sd else math.nan, "gap": m - seed_acc}
+
+
+def matters(rows: list[dict], key: str = "heldout_acc") -> dict:
+    """The seed's own choices (ablation rows that are not the project's levers), by the paired Δ of
+    `key`: those whose 95 % interval lies below 0 (removing the choice hurts; most first), above 0,
+    and those the seeds cannot tell from 0."""
+    seed_rows = [r for r in rows if r["delta"] and not r["lever"] and r["delta"].get(key)]
+    by = lambda r: r["delta"][key]["mean"]
+    clear = lambda r: r["sure"].get(key)
+    return {"worse": sorted((r for r in seed_rows if clear(r) and by(r) < 0), key=by),
+            "better": sorted((r for r in seed_rows if clear(r) and by(r) > 0), key=by, reverse=True),
+            "unclear": [r for r in seed_rows if not clear(r)], "key": key,
+            "seed_counts": sorted({r["group"]["n_runs"] for r in seed_rows})}
+
+
+def all_above(group: dict | None, base: dict | None, key: str = "heldout_acc") -> bool:
+    """Whether every run of `group` scores above every run of `base`."""
+    return bool(group and base) and min(r[key] for r in group["runs"]) > max(r[key] for r in base["runs"])
+
+
+def best_by_validation(rows: list[dict]) -> dict | None:
+    """The ablation row with the highest mean validation accuracy."""
+    return max(rows, key=lambda r: r["group"]["mean"]["val_acc"]) if rows else None
+
+
+def interval_holds(group: dict, key: str, value: float) -> bool:
+    lo, hi = group["ci95"][key]
+    return lo <= value <= hi
+
+
+def precision_reason(env: dict) -> str:
+    """Why a run used its precision: "gpu", "native_bf16" (bf16 autocast on a CPU with native
+    bf16), "no_bf16" (fp32 on a CPU without it, or with oneDNN capped below it), else "other"."""
+    if env.get("device") != "cpu":
+        return "gpu"
+    if env.get("cpu_native_bf16") and env.get("precision") == "bf16":
+        return "native_bf16"
+    if not env.get("cpu_native_bf16") and env.get("precision") == "fp32":
+        return "no_bf16"
+    return "other"
+
+
+def temperature_side(calibration: dict | None) -> str | None:
+    """"over" if the fitted temperature's interval lies above 1 (probabilities over-confident),
+    "under" if below 1, None if it holds 1."""
+    if not calibration:
+        return None
+    lo, hi = calibration["ci95"]["temperature"]
+    return "over" if lo > 1 else "under" if hi < 1 else None
+
+
+def run_costs(group: dict | None) -> dict | None:
+    """Mean training seconds of a group's runs, with the CPUs and precisions they ran on."""
+    if not group:
+        return None
+    runs = group["runs"]
+    return {"seconds": sum(r["train_seconds"] for r in runs) / len(runs), "epochs": group["config"]["epochs"],
+            "cpus": sorted({r["cpu"] for r in runs}), "precisions": sorted({r["precision"] for r in runs})}
