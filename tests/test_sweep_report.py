@@ -129,7 +129,7 @@ def test_report_on_a_cpu_without_bf16_says_fp32_and_claims_nothing_else(swept, t
     assert "该 CPU 不原生支持 bf16" in text and "| 精度 | fp32（autocast：off" in text
     assert "该 CPU 原生支持 bf16" not in text
     repro = text.split("## 8. 如何复现")[1].split("## 附录")[0]
-    assert "与多种子运行不同" in repro and "完全相同" not in repro
+    assert "与多种子运行不同" in repro and "都与多种子运行相同" not in repro
 
 
 def test_a_stacked_lever_is_paired_with_the_lever_it_extends():

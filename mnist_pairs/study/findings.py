@@ -77,3 +77,13 @@ def run_costs(group: dict | None) -> dict | None:
     runs = group["runs"]
     return {"seconds": sum(r["train_seconds"] for r in runs) / len(runs), "epochs": group["config"]["epochs"],
             "cpus": sorted({r["cpu"] for r in runs}), "precisions": sorted({r["precision"] for r in runs})}
+
+
+def rank_in(run: dict | None, group: dict | None, key: str = "heldout_acc") -> dict | None:
+    """Where a published run of the group (same seed) ranks on `key` among the group's runs (1 = highest)."""
+    if not run or not group:
+        return None
+    mine = next((r for r in group["runs"] if r["seed"] == run["cfg"]["seed"]), None)
+    if mine is None:
+        return None
+    return {"rank": 1 + sum(r[key] > mine[key] for r in group["runs"]), "n": len(group["runs"])}

@@ -19,7 +19,7 @@ import torch
 from ..data import load_data, pair_balance
 from .ablation import IMPROVED_FROM, ablation_rows, excludes_zero, improved_check, paired, timeline
 from .confirmation import PLAN, outcome, report_facts
-from .findings import (all_above, best_by_validation, interval_holds, matters, precision_reason, run_costs, seed_place,
+from .findings import (all_above, best_by_validation, rank_in, interval_holds, matters, precision_reason, run_costs, seed_place,
                        temperature_side)
 from .formats import ci_range, pct, pm
 from .repro import DETERMINISM_FIX, before_determinism_fix, improved_pick_ok, is_committed_run, repro_check
@@ -120,6 +120,7 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
     I_committed = I is not None and is_committed_run(I, confirm_group)
     rel = lambda p: os.path.relpath(p, reports_dir)
     rows = ablation_rows(groups)
+    fused = fused_checks(groups)
     protocol_delta = paired(test_group, val_siamese, "heldout_acc") if test_group and val_siamese else None
     seed_row = SEED_HISTORY[SEED["best_epoch"] - 1]
     chosen_aug = (_json(rp.aug_selection) or {}).get("chosen")
@@ -143,6 +144,7 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
         "val_concat": val_concat, "seed_place": seed_place(test_group, SEED["best_test_acc"]),
         "confirm_baseline": groups.get(PLAN["baseline"]), "matters": matters(rows),
         "improved_all_above": all_above(groups.get(PLAN["improved"]), groups.get(PLAN["baseline"])),
+        "improved_rank": rank_in(I, confirm_group),
         "improved_cost": run_costs(groups.get(PLAN["improved"])), "baseline_cost": run_costs(groups.get(PLAN["baseline"])),
         "headline_figure": figure("findings", "headline.png"), "forest_figure": figure("findings", "forest.png"),
         "improved_figure": figure("findings", "improved_curves.png"),
@@ -168,7 +170,8 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
                                                    for k in aug_keys if k in _json(rp.aug_selection)["candidates"][chosen_aug]),
         "bench": bench, "levers": _json(rp.benchmarks / "bench_levers.json"),
         "bench_avx2": benches[1], "bench_more": benches[2:], "cpu_targets": cpu_targets(benches),
-        "cpu_target": (CPU_TARGET_SPEEDUP, CPU_TARGET_S), "fused_checks": fused_checks(groups),
+        "cpu_target": (CPU_TARGET_SPEEDUP, CPU_TARGET_S), "fused_checks": fused,
+        "rounding_matters": any(fc["same_cpu"] and fc["sure"]["heldout_acc"] for fc in fused),
         "infer": _json(rp.benchmarks / "bench_infer.json"), "infer_run": infer_run(_json(rp.benchmarks / "bench_infer.json")),
         "study": _json(rp.study),
         "calibration": _json(rp.calibration), "temperature_side": temperature_side(_json(rp.calibration)),
