@@ -22,7 +22,7 @@ from . import plots
 from .config import EMBEDDING_MODELS
 from .data import RunData, load_data
 from .errors import ConfigError
-from .metrics import confusion, curves, hardest_errors, pair_metrics, probability
+from .metrics import confusion, curves, hardest_errors, pair_metrics
 from .paths import Reports, atomic_write_bytes, resolve
 from .runs import Run
 from .seed_reference import SEED_HISTORY
@@ -134,10 +134,13 @@ class Analysis:
         queries = np.array([np.flatnonzero(labels == d)[0] for d in range(10)])
         logits = one_vs_many(self.model, torch.from_numpy(emb[queries]), torch.from_numpy(emb)).numpy()
         logits[np.arange(10), queries] = -np.inf                      # a query never matches itself
-        top = np.argsort(-logits, axis=1)[:, :6]
-        prob = probability(np.take_along_axis(logits, top, axis=1))
+        # the five best matches, then the best-scoring image of another digit: the margin between them
+        # shows what a probability of 1.000 hides
+        other = np.where(labels[None, :] == labels[queries][:, None], -np.inf, logits).argmax(axis=1)
+        top = np.concatenate([np.argsort(-logits, axis=1)[:, :5], other[:, None]], axis=1)
+        scores = np.take_along_axis(logits, top, axis=1)
         return {"embeddings": plots.plot_embeddings(pca, tsne, labels, f"留出图片的编码器嵌入（前 {len(labels):,} 张）"),
-                "retrieval": plots.plot_retrieval(images, labels, queries, top, prob)}
+                "retrieval": plots.plot_retrieval(images, labels, queries, top, scores)}
 
     def save_figures(self, folder: str | Path) -> list[Path]:
         return [plots.save_figure(fig, Path(folder) / f"{name}.png") for name, fig in self.figures().items()]

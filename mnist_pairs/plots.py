@@ -184,11 +184,12 @@ def plot_roc_pr(c: dict) -> Figure:
     ax[0].plot(np.maximum(fpr, floor), tpr, label=f"AUC = {c['auc']:.4f}")
     ax[0].set_xscale("log")
     ax[0].set(title="ROC 曲线（横轴对数）", xlabel="假阳性率", ylabel="真阳性率", xlim=(floor, 1),
-              ylim=(max(0.0, float(tpr[fpr <= 0.01].min(initial=1.0)) - 0.05), 1.005))
-    precision = np.asarray(c["precision"])
-    ax[1].plot(c["recall"], precision, label=f"AP = {c['ap']:.4f}")
-    ax[1].set(title="精确率-召回率曲线", xlabel="召回率", ylabel="精确率",
-              ylim=(max(0.5, float(np.quantile(precision, 0.02)) - 0.01), 1.002))
+              ylim=(max(0.0, float(np.interp(floor, fpr, tpr)) - 0.05), 1.005))
+    precision, recall = np.asarray(c["precision"]), np.asarray(c["recall"])
+    ax[1].plot(recall, precision, label=f"AP = {c['ap']:.4f}")
+    body = precision[recall <= 0.995]                     # the last recall points fall to the base rate
+    ax[1].set(title="精确率-召回率曲线（纵轴放大）", xlabel="召回率", ylabel="精确率",
+              ylim=(max(0.5, float(body.min() if body.size else precision.min()) - 0.005), 1.001))
     for a in ax:
         a.legend(loc="lower right" if a is ax[0] else "lower left")
     fig.tight_layout()
@@ -203,8 +204,11 @@ def plot_threshold(c: dict, chosen: float | None = None, chosen_on: str = "val")
         where = "验证对" if chosen_on == "val" else "测试对（种子协议）"
         ax.axvline(chosen, ls="--", color="C3", label=f"在{where}上选定的阈值 {chosen:.3f}")
     ax.axvline(0.5, ls=":", color="grey", label="默认阈值 0.5")
+    t, acc = np.asarray(c["thresholds"]), np.asarray(c["threshold_acc"])
+    middle = acc[(t >= 0.02) & (t <= 0.98)]                # the extremes (all "same" / all "different") squash the rest
+    low = float(middle.min()) if middle.size else float(acc.min())
     ax.set(title="准确率与判定阈值", xlabel="阈值（相同的概率）", ylabel="准确率",
-           ylim=(max(0.5, float(np.min(c["threshold_acc"]))), 1.0))
+           ylim=(max(0.5, low - 0.005), min(1.0, float(acc.max()) + 0.003)))
     ax.legend(loc="lower center")
     fig.tight_layout()
     return fig
@@ -232,18 +236,20 @@ def plot_embeddings(pca: np.ndarray, tsne: np.ndarray, labels: np.ndarray, title
 
 
 def plot_retrieval(images: np.ndarray, labels: np.ndarray, queries: np.ndarray, top: np.ndarray,
-                   prob: np.ndarray) -> Figure:
-    """Each query (first column) and its best gallery matches by the model's score."""
+                   logits: np.ndarray) -> Figure:
+    """Each query (first column), its best gallery matches by the model's logit, and in the last
+    column the best-scoring image of another digit (white ink on black, as MNIST)."""
     fig, ax = new_figure(len(queries), top.shape[1] + 1, figsize=(1.3 * (top.shape[1] + 1), 1.45 * len(queries)))
     for r, q in enumerate(queries):
         ax[r, 0].imshow(images[q, 0], cmap="gray")
         ax[r, 0].set_title(f"查询 {labels[q]}", fontsize=9, color="C0")
-        for c, (g, p) in enumerate(zip(top[r], prob[r]), start=1):
+        for c, (g, z) in enumerate(zip(top[r], logits[r]), start=1):
             ax[r, c].imshow(images[g, 0], cmap="gray")
-            ax[r, c].set_title(f"{labels[g]} · {p:.3f}", fontsize=9, color="black" if labels[g] == labels[q] else "C3")
+            ax[r, c].set_title(f"{labels[g]} · {z:.1f}", fontsize=9, color="black" if labels[g] == labels[q] else "C3")
     for a in ax.flat:
         a.set(xticks=[], yticks=[])
-    fig.suptitle("近邻检索：每行为查询图片与得分最高的图库图片（数字 · 相同的概率；红色为不同数字）", fontsize=10)
+    fig.suptitle("近邻检索：每行为查询图片、得分最高的图库图片，最后一列是得分最高的其他数字\n"
+                 "（数字 · logit，越大越像同一数字；logit 0 即概率 0.5；红色为不同数字）", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -174,6 +174,10 @@ def test_heldout_embeddings_cluster_by_digit_and_the_figures_draw(run, mnist_roo
     figs = a._draw_embeddings()
     assert set(figs) == {"embeddings", "retrieval"}
     assert len(figs["retrieval"].axes) == 10 * 7
+    grid = np.array(figs["retrieval"].axes).reshape(10, 7)
+    for row in grid:                                           # the last column: the best match of another digit
+        query, other = row[0].get_title().split()[-1], row[-1].get_title().split(" · ")[0]
+        assert other != query and float(row[-1].get_title().split(" · ")[1]) <= float(row[1].get_title().split(" · ")[1])
 
 
 def test_the_default_model_is_the_best_published_one(tmp_path):

@@ -136,7 +136,7 @@ def ablation_rows(groups: dict) -> list[dict]:
         if name in groups and ref in groups:
             g = groups[name]
             rows.append({"step": step, "change": change, "group": g,
-                         "versus": None if ref == BASELINE else VARIANTS[ref][1], "lever": name.startswith("lever_"),
+                         "versus": None if ref == BASELINE else VARIANTS[ref][1].split("（")[0], "lever": name.startswith("lever_"),
                          "late": _first_seeds(g, groups[ref], LATE_SEEDS[name]) if name in LATE_SEEDS else None,
                          "delta": {k: paired(g, groups[ref], k) for k in METRICS}})
     for row in rows:

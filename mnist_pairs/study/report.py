@@ -30,11 +30,17 @@ from ..runs import Run
 from ..seed_reference import SEED, SEED_HISTORY
 
 TEMPLATE = Path(__file__).parent / "templates" / "report_zh.md.j2"
-FIGURES = [("curves", "学习曲线（训练、验证与测试对）"), ("curves_vs_seed", "与原实验学习曲线的对比"),
-           ("confusion_matrix", "混淆矩阵"), ("roc_pr", "ROC 与精确率-召回率曲线"),
-           ("threshold", "准确率与判定阈值"), ("score_hist", "同类 / 异类对的得分分布"),
-           ("sample_pairs", "测试样本对"), ("hardest_errors", "最难的误判样本对"),
-           ("embeddings", "编码器嵌入的二维投影（留出图片）"), ("retrieval", "近邻检索（留出图片）")]
+# each published run's figure (analysis.py): its title, and what to look at in it
+FIGURES = [("curves", "学习曲线（训练、验证与测试对）", "训练曲线与验证、测试曲线的差距：差距越拉越大说明过拟合。"),
+           ("curves_vs_seed", "与原实验学习曲线的对比", "两条测试曲线的走势与终点；原实验是单次运行。"),
+           ("confusion_matrix", "混淆矩阵", "两种错误（把不同判为相同、把相同判为不同）是否大致相当。"),
+           ("roc_pr", "ROC 与精确率-召回率曲线", "横轴对数：低假阳性率时还能找回多少同类对。"),
+           ("threshold", "准确率与判定阈值", "曲线顶部有多平：平则说明阈值取 0.5 附近都可以。"),
+           ("score_hist", "同类 / 异类对的得分分布", "两堆得分之间重叠的多少，重叠处就是误判。"),
+           ("sample_pairs", "测试样本对", "每列一对，框的颜色表示真实标签，p 是模型给出的相同概率。"),
+           ("hardest_errors", "最难的误判样本对", "模型最有把握却判错的配对，人眼是否也会犹豫。"),
+           ("embeddings", "编码器嵌入的二维投影（留出图片）", "同一数字是否聚成一团，哪些数字挨得近。"),
+           ("retrieval", "近邻检索（留出图片）", "最后一列与前五列的 logit 差距：差距越大，越不容易混淆。")]
 # bench_levers.json's row names (English identifiers) as the report prints them
 LEVER_NAMES = {"fp32 NCHW": "fp32，NCHW", "fp32 channels_last": "fp32，channels_last", "bf16 NCHW": "bf16，NCHW",
                "bf16 channels_last (default)": "bf16，channels_last（默认）", "bf16 channels_last, 1 thread": "bf16，channels_last，1 个线程",
@@ -42,7 +48,7 @@ LEVER_NAMES = {"fp32 NCHW": "fp32，NCHW", "fp32 channels_last": "fp32，channel
                "batched augmentation (512 images)": "整批数据增强（512 张图片）",
                "evaluation, pairs at batch 256": "评估：逐对计算，批大小 256",
                "evaluation, cached embeddings (default)": "评估：缓存嵌入（默认）"}
-IMPROVED_FIGURES = [("threshold", "准确率与判定阈值"), ("embeddings", "编码器嵌入的二维投影（留出图片）")]
+IMPROVED_FIGURES = ("threshold", "embeddings", "retrieval")
 
 
 def _json(path) -> dict | None:
@@ -144,7 +150,7 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
         "val_concat": val_concat, "seed_place": seed_place(test_group, SEED["best_test_acc"]),
         "confirm_baseline": groups.get(PLAN["baseline"]), "matters": matters(rows),
         "improved_all_above": all_above(groups.get(PLAN["improved"]), groups.get(PLAN["baseline"])),
-        "improved_rank": rank_in(I, confirm_group),
+        "improved_rank": rank_in(I, confirm_group) if I_committed else None,
         "improved_cost": run_costs(groups.get(PLAN["improved"])), "baseline_cost": run_costs(groups.get(PLAN["baseline"])),
         "headline_figure": figure("findings", "headline.png"), "forest_figure": figure("findings", "forest.png"),
         "improved_figure": figure("findings", "improved_curves.png"),
@@ -176,11 +182,11 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
         "study": _json(rp.study),
         "calibration": _json(rp.calibration), "temperature_side": temperature_side(_json(rp.calibration)),
         "calibration_figure": figure("calibration", "reliability.png"),
-        "figures": [(t, rel(rp.figures(published["siamese"]) / f"{n}.png")) for n, t in FIGURES
-                    if (rp.figures(published["siamese"]) / f"{n}.png").is_file()],
+        "figures": [(t, figure(published["siamese"], f"{n}.png"), see) for n, t, see in FIGURES
+                    if figure(published["siamese"], f"{n}.png")],
         "concat_curves": figure(published["concat"], "curves.png"),
-        "improved_run_figures": [(t, figure(published["improved"], f"{n}.png")) for n, t in IMPROVED_FIGURES
-                                 if figure(published["improved"], f"{n}.png")],
+        "improved_run_figures": [(t, figure(published["improved"], f"{n}.png"), see) for n, t, see in FIGURES
+                                 if n in IMPROVED_FIGURES and figure(published["improved"], f"{n}.png")],
         "history_path": rel(S["dir"] / "history.json"),
     }
 
