@@ -5,7 +5,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: study study-smoke test confirm sweep sweep-beyond sweep-ablation sweep-levers sweep-fused summary lab data notebooks bench tensorboard clean-venv
+.PHONY: study study-smoke test robustness demo browser confirm sweep sweep-beyond sweep-ablation sweep-levers sweep-fused summary lab data notebooks bench tensorboard clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,9 +28,14 @@ study-smoke: $(STAMP)
 	$(BIN)/python -m mnist_pairs study --smoke
 
 # The unit tests, the study smoke among them (tests/test_study.py), then the notebooks by nbval.
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q tests
 	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg notebooks
+
+# The report's robustness table (issue 21): both published models on held-out pairs drawn as pictures
+# and perturbed as real input is; writes reports/robustness.json (a few minutes on 2 cores).
+robustness: $(STAMP)
+	$(BIN)/python -m mnist_pairs robustness
 
 # The multi-seed results the report's headline reads (reports/summary.json): three groups, one
 # Optuna study each, one run folder per training seed. Resumable: a re-run skips finished seeds
@@ -106,6 +111,17 @@ bench: $(STAMP)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# notebooks/04_draw as a page (Voila) on 127.0.0.1:8866 behind a token, printed with the address.
+demo: $(STAMP)
+	$(BIN)/python -m mnist_pairs demo
+
+# Debian's Chromium for the demo's browser test (tests/test_demo.py): installed when missing and
+# this user may install packages; otherwise that test is skipped and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1)) \
+	  || echo "chromium not installed: the browser test will be skipped"; }
 
 # Runs trained with `tensorboard: true` (e.g. --set tensorboard=true) write <run>/tensorboard/.
 tensorboard: $(STAMP)

@@ -11,6 +11,8 @@
     python -m mnist_pairs study                       # notebooks 01→02→03, then the report
     python -m mnist_pairs confirm-levers              # TTA and ensemble on the confirmation runs
     python -m mnist_pairs publish-improved            # the improved model -> reports/runs/improved
+    python -m mnist_pairs robustness                  # the published models on perturbed pictures -> reports/robustness.json
+    python -m mnist_pairs demo                        # draw two digits in a page (Voila, 127.0.0.1, token)
     python -m mnist_pairs study --smoke               # the same with tiny settings, on a scratch copy of reports/
     python -m mnist_pairs export reports/runs/seed_siamese --onnx out/onnx
     python -m mnist_pairs compare a.png b.png [--onnx out/onnx] [--json]
@@ -81,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print one JSON object")
     sub.add_parser("confirm-levers", help="TTA and the 5-seed ensemble on the improved model's confirmation runs "
                    "(experiments/sweeps/confirm_improved__validation) -> reports/confirmation_levers.json")
+    r = sub.add_parser("robustness", help="the published models on held-out pairs drawn as pictures and perturbed "
+                       "(thick/thin strokes, rotation, scale, placement, inversion, low resolution, JPEG, mouse strokes) "
+                       "-> reports/robustness.json")
+    r.add_argument("--runs", nargs="+", default=None, help="run folders (default: reports/runs/seed_siamese reports/runs/improved)")
+    r.add_argument("--pairs", type=int, default=None, help="score only the first N held-out pairs (default: all)")
+    d = sub.add_parser("demo", help="serve notebooks/04_draw (draw two digits, see whether they match) as a page "
+                       "with Voila on 127.0.0.1, behind a token")
+    d.add_argument("--port", type=int, default=8866)
+    d.add_argument("--token", default=None, help="the page's token (default: a new random one, printed)")
     sub.add_parser("publish-improved", help="publish the confirmation run picked on validation accuracy as "
                    "reports/runs/improved/ (notebook 03), then rewrite the report")
     s = sub.add_parser("study", help="the full study: notebooks 01→02→03 for each params file, then the report")
@@ -186,6 +197,23 @@ def _run(args) -> int:
         out = measure_levers(resolve(SWEEPS_DIR) / PLAN["improved"])
         print(atomic_write_text(Reports().confirmation_levers, json.dumps(out, indent=1)))
         return 0
+    if args.command == "robustness":
+        from .paths import PUBLISHED, Reports
+        from .serve.robustness import measure, write
+
+        runs = args.runs or [str(Reports().run(PUBLISHED[k])) for k in ("siamese", "improved")]
+        print(write(measure(runs, n_pairs=args.pairs)))
+        return 0
+    if args.command == "demo":
+        import secrets
+        import subprocess
+
+        from .paths import NOTEBOOKS_DIR, resolve
+
+        token = args.token or secrets.token_urlsafe(24)
+        print(f"the demo: http://127.0.0.1:{args.port}/?token={token}", flush=True)
+        return subprocess.call([sys.executable, "-m", "voila", "--no-browser", "--Voila.ip=127.0.0.1",
+                                f"--port={args.port}", f"--token={token}", str(resolve(NOTEBOOKS_DIR) / "04_draw.ipynb")])
     if args.command == "publish-improved":
         from .study.pipeline import publish_improved
 

@@ -59,6 +59,7 @@ class Reports:
     study = _under_root("study.json")
     report = _under_root("report_zh.md")
     tables = _under_root("tables.md")
+    robustness = _under_root("robustness.json")
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:

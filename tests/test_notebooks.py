@@ -9,7 +9,7 @@ import pytest
 
 from mnist_pairs.paths import PROJECT_ROOT
 
-NOTEBOOKS = ("01_data", "02_train", "03_analysis")
+NOTEBOOKS = ("01_data", "02_train", "03_analysis", "04_draw")
 
 
 def _cells(nb):

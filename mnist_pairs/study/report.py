@@ -178,6 +178,7 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
         "bench_avx2": benches[1], "bench_more": benches[2:], "cpu_targets": cpu_targets(benches),
         "cpu_target": (CPU_TARGET_SPEEDUP, CPU_TARGET_S), "fused_checks": fused,
         "rounding_matters": any(fc["same_cpu"] and fc["sure"]["heldout_acc"] for fc in fused),
+        "robustness": _json(rp.robustness),
         "infer": _json(rp.benchmarks / "bench_infer.json"), "infer_run": infer_run(_json(rp.benchmarks / "bench_infer.json")),
         "study": _json(rp.study),
         "calibration": _json(rp.calibration), "temperature_side": temperature_side(_json(rp.calibration)),

@@ -1,0 +1,46 @@
+"""The robustness table: held-out MNIST digits drawn as pictures, perturbed, read back through the
+conversion `compare` uses, and scored with the committed seed_siamese run."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mnist_pairs.data import load_data
+from mnist_pairs.paths import REPORTS_DIR, Reports
+from mnist_pairs.runs import Run
+from mnist_pairs.serve import robustness as R
+
+RUN = REPORTS_DIR / "runs" / "seed_siamese"
+pytestmark = pytest.mark.skipif(not (RUN / "results.json").is_file(), reason="no published run (make study)")
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_root):
+    return load_data(Run.open(RUN).cfg, log=lambda m: None).sets["heldout"].images[:64].float().numpy()
+
+
+def test_each_perturbation_changes_the_picture_the_way_it_says(digits):
+    conv = {name: R.converted(digits, name, seed=0).numpy() for name in R.PERTURBATIONS}
+    ink = {name: float((x > 0.5).mean()) for name, x in conv.items()}
+    assert ink["thick"] > 1.2 * ink["clean"] > 1.2 * ink["thin"]                   # strokes grow and shrink
+    np.testing.assert_allclose(conv["inverted"], conv["clean"], atol=2e-3)         # dark ink on light paper is read back
+    np.testing.assert_allclose(conv["off_centre"], conv["clean"], atol=1e-6)       # the conversion crops to the ink
+    for name in ("rotate", "low_res_12", "mouse", "jpeg_30"):
+        assert np.abs(conv[name] - conv["clean"]).mean() > 0.01, name
+    again = R.converted(digits, "rotate", seed=0).numpy()
+    np.testing.assert_array_equal(again, conv["rotate"])                          # the random angles come from the seed
+
+
+def test_measure_scores_every_perturbation_beside_the_clean_pairs(tmp_path, mnist_root):
+    out = R.measure([str(RUN)], n_pairs=300, log=lambda m: None)
+    r = out["runs"]["seed_siamese"]
+    assert r["pairs"] == 300 and set(r["rows"]) == {"mnist", *R.PERTURBATIONS}
+    rows = r["rows"]
+    assert rows["mnist"]["acc"] > 0.9 and rows["clean"]["acc"] > 0.9 and rows["clean"]["drop_pp"] == 0
+    assert abs(rows["inverted"]["acc"] - rows["clean"]["acc"]) <= 1 / 300
+    assert r["worst"] in R.PERTURBATIONS and rows[r["worst"]]["drop_pp"] == max(
+        v["drop_pp"] for k, v in rows.items() if k not in ("clean", "mnist"))
+    path = R.write(out, Reports(tmp_path))
+    assert json.loads(path.read_text())["runs"]["seed_siamese"]["rows"]["thick"] == rows["thick"]
