@@ -99,7 +99,7 @@ summary: $(STAMP)
 # Regenerate each notebook from its paired py:percent source (notebooks/*.py, the file to edit)
 # and store the outputs of its default (quick) parameters, as committed: nbval compares against these.
 notebooks: $(STAMP)
-	cd notebooks && for nb in 01_data 02_train 03_analysis; do \
+	cd notebooks && for nb in 01_data 02_train 03_analysis 04_draw; do \
 		../$(BIN)/jupytext --to ipynb --update $$nb.py -o $$nb.ipynb && \
 		../$(BIN)/jupyter nbconvert --to notebook --execute --inplace $$nb.ipynb || exit 1; done
 

@@ -25,22 +25,32 @@ def test_each_perturbation_changes_the_picture_the_way_it_says(digits):
     conv = {name: R.converted(digits, name, seed=0).numpy() for name in R.PERTURBATIONS}
     ink = {name: float((x > 0.5).mean()) for name, x in conv.items()}
     assert ink["thick"] > 1.2 * ink["clean"] > 1.2 * ink["thin"]                   # strokes grow and shrink
-    np.testing.assert_allclose(conv["inverted"], conv["clean"], atol=2e-3)         # dark ink on light paper is read back
+    np.testing.assert_allclose(conv["inverted"], conv["clean"], atol=5e-3)         # dark ink on light paper is read back (±1/255)
     np.testing.assert_allclose(conv["off_centre"], conv["clean"], atol=1e-6)       # the conversion crops to the ink
-    for name in ("rotate", "low_res_12", "mouse", "jpeg_30"):
-        assert np.abs(conv[name] - conv["clean"]).mean() > 0.01, name
+    for name, least in (("rotate", 0.01), ("low_res_12", 0.01), ("mouse", 0.01), ("jpeg_30", 0.002)):
+        assert np.abs(conv[name] - conv["clean"]).mean() > least, name
     again = R.converted(digits, "rotate", seed=0).numpy()
     np.testing.assert_array_equal(again, conv["rotate"])                          # the random angles come from the seed
 
 
 def test_measure_scores_every_perturbation_beside_the_clean_pairs(tmp_path, mnist_root):
-    out = R.measure([str(RUN)], n_pairs=300, log=lambda m: None)
+    out = R.measure([str(RUN)], n_pairs=120, log=lambda m: None)
     r = out["runs"]["seed_siamese"]
-    assert r["pairs"] == 300 and set(r["rows"]) == {"mnist", *R.PERTURBATIONS}
+    assert r["pairs"] == 120 and set(r["rows"]) == {"mnist", *R.PERTURBATIONS}
     rows = r["rows"]
     assert rows["mnist"]["acc"] > 0.9 and rows["clean"]["acc"] > 0.9 and rows["clean"]["drop_pp"] == 0
-    assert abs(rows["inverted"]["acc"] - rows["clean"]["acc"]) <= 1 / 300
+    assert abs(rows["inverted"]["acc"] - rows["clean"]["acc"]) <= 1 / 120
     assert r["worst"] in R.PERTURBATIONS and rows[r["worst"]]["drop_pp"] == max(
         v["drop_pp"] for k, v in rows.items() if k not in ("clean", "mnist"))
     path = R.write(out, Reports(tmp_path))
     assert json.loads(path.read_text())["runs"]["seed_siamese"]["rows"]["thick"] == rows["thick"]
+
+
+def test_a_perturbation_holds_only_within_the_limit():
+    from mnist_pairs.study.findings import judged
+
+    out = {"perturbations": {"clean": "", "a": "", "b": ""},
+           "runs": {"m": {"rows": {"clean": {"drop_pp": 0.0}, "a": {"drop_pp": 1.5}, "b": {"drop_pp": 1.51}}}}}
+    j = judged(out, limit_pp=1.5)
+    assert j["runs"]["m"]["failing"] == ["b"] and j["runs"]["m"]["rows"]["a"]["holds"] and j["limit_pp"] == 1.5
+    assert judged(None) is None

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+ROBUST_LIMIT_PP = 1.5   # a perturbation "holds up" if it costs at most this many points of accuracy against clean pairs
+
 
 def seed_place(test_group: dict | None, seed_acc: float) -> dict | None:
     """The seed's one number among the runs that repeat its protocol (best test accuracy, test-selected):
@@ -87,3 +89,15 @@ def rank_in(run: dict | None, group: dict | None, key: str = "heldout_acc") -> d
     if mine is None:
         return None
     return {"rank": 1 + sum(r[key] > mine[key] for r in group["runs"]), "n": len(group["runs"])}
+
+
+def judged(out: dict | None, limit_pp: float = ROBUST_LIMIT_PP) -> dict | None:
+    """serve.robustness.measure()'s result with the verdict per row: `holds` if it costs at most limit_pp points
+    against the clean conversion; per run, the rows that do not hold."""
+    if not out:
+        return None
+    runs = {}
+    for k, r in out["runs"].items():
+        rows = {n: v | {"holds": v["drop_pp"] <= limit_pp} for n, v in r["rows"].items()}
+        runs[k] = r | {"rows": rows, "failing": [n for n in out["perturbations"] if not rows[n]["holds"]]}
+    return out | {"limit_pp": limit_pp, "runs": runs}

@@ -22,10 +22,15 @@ def pm(x: dict | None, key: str | None = None, digits: int | None = None, signed
     half = f"{100 * (hi - lo) / 2:.2f}"
     if not signed:
         return f"{100 * m:.2f}% ± {half}"
-    mean = f"{100 * m:+.2f}"
-    return f"{'0.00' if float(mean) == 0 else mean} ± {half}"
+    return f"{signed_text(100 * m)} ± {half}"
 
 
 def ci_range(st: dict) -> str:
     """The ends of an interval as percentages: "99.36%–99.67%"."""
     return f"{pct(st['ci95'][0])}–{pct(st['ci95'][1])}"
+
+
+def signed_text(x: float, digits: int = 2) -> str:
+    """A signed number that never prints as "-0.00" or "+0.00": "+0.12", "0.00"."""
+    text = f"{x:+.{digits}f}"
+    return f"{0:.{digits}f}" if float(text) == 0 else text

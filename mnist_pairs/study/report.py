@@ -19,9 +19,9 @@ import torch
 from ..data import load_data, pair_balance
 from .ablation import IMPROVED_FROM, ablation_rows, excludes_zero, improved_check, paired, timeline
 from .confirmation import PLAN, outcome, report_facts
-from .findings import (all_above, best_by_validation, rank_in, interval_holds, matters, precision_reason, run_costs, seed_place,
+from .findings import (all_above, best_by_validation, judged, rank_in, interval_holds, matters, precision_reason, run_costs, seed_place,
                        temperature_side)
-from .formats import ci_range, pct, pm
+from .formats import ci_range, pct, pm, signed_text
 from .repro import DETERMINISM_FIX, before_determinism_fix, improved_pick_ok, is_committed_run, repro_check
 from ..mnist import FASHION_CLASSES, MNIST_FILES
 from ..models import build_model, parameter_count
@@ -178,7 +178,7 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
         "bench_avx2": benches[1], "bench_more": benches[2:], "cpu_targets": cpu_targets(benches),
         "cpu_target": (CPU_TARGET_SPEEDUP, CPU_TARGET_S), "fused_checks": fused,
         "rounding_matters": any(fc["same_cpu"] and fc["sure"]["heldout_acc"] for fc in fused),
-        "robustness": _json(rp.robustness),
+        "robustness": judged(_json(rp.robustness)),
         "infer": _json(rp.benchmarks / "bench_infer.json"), "infer_run": infer_run(_json(rp.benchmarks / "bench_infer.json")),
         "study": _json(rp.study),
         "calibration": _json(rp.calibration), "temperature_side": temperature_side(_json(rp.calibration)),
@@ -274,7 +274,7 @@ def _environment():
                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(code=lambda x: f"`{x}`", pct=pct, f4=lambda x: f"{x:.4f}", f2=lambda x: f"{x:.2f}", f1=lambda x: f"{x:.1f}",
                        f0=lambda x: f"{x:.0f}", thousands=lambda x: f"{x:,}")
-    env.filters.update(ci_range=ci_range)
+    env.filters.update(ci_range=ci_range, signed=signed_text)
     env.globals.update(pm=pm, LEVER_NAMES=LEVER_NAMES)
     return env
 
