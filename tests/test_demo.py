@@ -3,6 +3,7 @@
 probability and decision the page shows. A screenshot of each lands in the test's tmp folder."""
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
@@ -80,8 +81,7 @@ def _result(page, previous: str | None) -> dict:
 
 
 ONE = [(0.5, 0.15), (0.5, 0.85)]
-ZERO = [(0.5 + 0.3 * __import__("math").sin(t / 20 * 6.3), 0.5 - 0.35 * __import__("math").cos(t / 20 * 6.3))
-        for t in range(21)]
+ZERO = [(0.5 + 0.3 * math.sin(t / 20 * 2 * math.pi), 0.5 - 0.35 * math.cos(t / 20 * 2 * math.pi)) for t in range(21)]
 
 
 def test_the_page_draws_two_digits_and_shows_the_decision(page_url, tmp_path):

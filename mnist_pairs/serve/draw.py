@@ -18,6 +18,7 @@ import io
 import numpy as np
 import torch
 
+from ..metrics import probability
 from .deploy import open_scorer
 from .images import ImageError, to_mnist
 
@@ -132,7 +133,7 @@ class DrawDemo:
         emb = self.scorer.embed(x[None])
         z = self.scorer.logits(np.repeat(emb, len(self.gallery_emb), axis=0), self.gallery_emb).reshape(-1)
         best = {d: float(z[self.gallery_labels == d].max()) for d in range(10)}
-        return [(d, float(1 / (1 + np.exp(-best[d])))) for d in sorted(best, key=best.get, reverse=True)[:3]]
+        return [(d, float(probability(best[d]))) for d in sorted(best, key=best.get, reverse=True)[:3]]
 
     def update(self) -> None:
         digits = [p.digit() for p in self.pads]

@@ -72,15 +72,6 @@ def temperature_side(calibration: dict | None) -> str | None:
     return "over" if lo > 1 else "under" if hi < 1 else None
 
 
-def run_costs(group: dict | None) -> dict | None:
-    """Mean training seconds of a group's runs, with the CPUs and precisions they ran on."""
-    if not group:
-        return None
-    runs = group["runs"]
-    return {"seconds": sum(r["train_seconds"] for r in runs) / len(runs), "epochs": group["config"]["epochs"],
-            "cpus": sorted({r["cpu"] for r in runs}), "precisions": sorted({r["precision"] for r in runs})}
-
-
 def rank_in(run: dict | None, group: dict | None, key: str = "heldout_acc") -> dict | None:
     """Where a published run of the group (same seed) ranks on `key` among the group's runs (1 = highest)."""
     if not run or not group:

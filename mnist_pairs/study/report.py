@@ -19,11 +19,11 @@ import torch
 from ..data import load_data, pair_balance
 from .ablation import IMPROVED_FROM, ablation_rows, excludes_zero, improved_check, paired, timeline
 from .confirmation import PLAN, outcome, report_facts
-from .findings import (all_above, best_by_validation, judged, rank_in, interval_holds, matters, precision_reason, run_costs, seed_place,
+from .findings import (all_above, best_by_validation, judged, rank_in, interval_holds, matters, precision_reason, seed_place,
                        temperature_side)
 from .formats import ci_range, pct, pm, signed_text
 from .repro import DETERMINISM_FIX, before_determinism_fix, improved_pick_ok, is_committed_run, repro_check
-from ..mnist import FASHION_CLASSES, MNIST_FILES
+from ..mnist import MNIST_FILES
 from ..models import build_model, parameter_count
 from ..paths import PROJECT_ROOT, PUBLISHED, REPORTS_DIR, Reports, atomic_write_text, resolve
 from ..runs import Run
@@ -81,15 +81,6 @@ def run_facts(run: Run) -> dict:
             "precision_reason": precision_reason(run.env)}
 
 
-def short_commit(commit: str) -> str:
-    """12 hex digits (a run made from uncommitted changes is marked by `dirty` in run_commit)."""
-    return commit.removesuffix("-dirty")[:12]
-
-
-def run_commit(env: dict) -> dict:
-    return {"commit": short_commit(env["git_commit"]), "dirty": env["git_commit"].endswith("-dirty")}
-
-
 def _pick(groups: dict, name: str, model: str, protocol: str) -> dict | None:
     """The group `name`, else the first plain MNIST group of that model and protocol (not an
     ablation, open-set or other-dataset group)."""
@@ -114,10 +105,6 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
     test_group = _pick(groups, "seed_siamese__test", "siamese", "test")
     val_siamese = _pick(groups, "seed_siamese__validation", "siamese", "validation")
     val_concat = _pick(groups, "seed_concat__validation", "concat", "validation")
-    seed_groups = {g["group"]: g for g in (test_group, val_siamese, val_concat) if g}  # `make sweep`
-    sweep_envs = sorted({(r["cpu"], r["precision"], r["device"], r.get("gpu") or "") for g in seed_groups.values()
-                         for r in g["runs"]})
-    sweep_dates = sorted(r["finished"] for g in seed_groups.values() for r in g["runs"])
     benches = bench_jsons(rp)
     bench = benches[0]
     I = run_facts(runs["improved"]) if "improved" in runs else None
@@ -129,14 +116,14 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
     fused = fused_checks(groups)
     protocol_delta = paired(test_group, val_siamese, "heldout_acc") if test_group and val_siamese else None
     seed_row = SEED_HISTORY[SEED["best_epoch"] - 1]
-    chosen_aug = (_json(rp.aug_selection) or {}).get("chosen")
+    aug, calibration, infer = _json(rp.aug_selection), _json(rp.calibration), _json(rp.benchmarks / "bench_infer.json")
+    chosen_aug = aug["candidates"][aug["chosen"]] if aug else None
     aug_keys = ("aug_degrees", "aug_translate", "aug_scale_min", "aug_scale_max", "aug_blur_prob", "aug_blur_sigma_max",
                 "aug_interpolation")
-    figure = lambda *parts: rel(rp.figures(parts[0]) / parts[1]) if (rp.figures(parts[0]) / parts[1]).is_file() else None
+    figure = lambda folder, name: rel(rp.figures(folder) / name) if (rp.figures(folder) / name).is_file() else None
     return {
-        "seed": SEED, "seed_row": seed_row, "run_commit": run_commit(S["env"]),
+        "seed": SEED, "seed_row": seed_row, "run_dirty": S["env"]["git_commit"].endswith("-dirty"),
         "seed_table_mismatch": seed_row["test_acc"] != SEED["best_test_acc"] or seed_row["test_loss"] != SEED["best_test_loss"],
-        "sweep_commits": sorted({short_commit(r["git_commit"]) for g in seed_groups.values() for r in g["runs"]}),
         "mnist_files": [(k, v[1], v[0]) for k, v in MNIST_FILES.items()],
         "n_train_source": sub.n_train_source, "n_test_source": sub.n_test_source,
         "n_train": len(sub.train_labels), "n_test": len(sub.test_labels), "n_heldout_images": len(sub.heldout_labels),
@@ -146,12 +133,11 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
         "val_counts": torch.bincount(data.sets["val"].labels, minlength=10).tolist() if "val" in data.sets else None,
         "layers": layer_rows("siamese"), "n_params": parameter_count("siamese"),
         "concat_params": parameter_count("concat"),
-        "S": S, "C": C, "groups": groups, "test_group": test_group, "val_siamese": val_siamese,
+        "S": S, "C": C, "test_group": test_group, "val_siamese": val_siamese,
         "val_concat": val_concat, "seed_place": seed_place(test_group, SEED["best_test_acc"]),
         "confirm_baseline": groups.get(PLAN["baseline"]), "matters": matters(rows),
         "improved_all_above": all_above(groups.get(PLAN["improved"]), groups.get(PLAN["baseline"])),
         "improved_rank": rank_in(I, confirm_group) if I_committed else None,
-        "improved_cost": run_costs(groups.get(PLAN["improved"])), "baseline_cost": run_costs(groups.get(PLAN["baseline"])),
         "headline_figure": figure("findings", "headline.png"), "forest_figure": figure("findings", "forest.png"),
         "improved_figure": figure("findings", "improved_curves.png"),
         "determinism_fix": DETERMINISM_FIX, "before_fix": before_determinism_fix(groups),
@@ -159,7 +145,7 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
         "protocol_delta": protocol_delta, "protocol_delta_clear": excludes_zero(protocol_delta),
         "unseen": groups.get("unseen_digits__validation"),
         "openset_rows": openset_rows(groups.get("unseen_digits__validation")), "fashion": groups.get("fashion_siamese__validation"),
-        "fashion_classes": FASHION_CLASSES, "ablation": rows, "best_row": best_by_validation(rows),
+        "ablation": rows, "best_row": best_by_validation(rows),
         "target_heldout": PLAN["heldout_target"], "improved": groups.get(IMPROVED_FROM), "improved_check": improved_check(groups),
         "improved_holds_target": bool(groups.get(IMPROVED_FROM))
         and interval_holds(groups[IMPROVED_FROM], "heldout_acc", PLAN["heldout_target"]),
@@ -168,26 +154,22 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
         "improved_is_confirmation_run": I_committed,
         "improved_repro": repro_check(I, confirm_group) if I and confirm_group and not I_committed
         else None,
-        "sweep_envs": sweep_envs,
-        "sweep_period": (sweep_dates[0], sweep_dates[-1]) if sweep_dates else None,
         "repro": repro_check(S, val_siamese) if val_siamese else None,
-        "aug": _json(rp.aug_selection),
-        "same_aug": chosen_aug is not None and all(_json(rp.aug_selection)["candidates"][chosen_aug][k] == S["cfg"][k]
-                                                   for k in aug_keys if k in _json(rp.aug_selection)["candidates"][chosen_aug]),
+        "aug": aug,
+        "same_aug": chosen_aug is not None and all(chosen_aug[k] == S["cfg"][k] for k in aug_keys if k in chosen_aug),
         "bench": bench, "levers": _json(rp.benchmarks / "bench_levers.json"),
         "bench_avx2": benches[1], "bench_more": benches[2:], "cpu_targets": cpu_targets(benches),
         "cpu_target": (CPU_TARGET_SPEEDUP, CPU_TARGET_S), "fused_checks": fused,
         "rounding_matters": any(fc["same_cpu"] and fc["sure"]["heldout_acc"] for fc in fused),
         "robustness": judged(_json(rp.robustness)),
-        "infer": _json(rp.benchmarks / "bench_infer.json"), "infer_run": infer_run(_json(rp.benchmarks / "bench_infer.json")),
+        "infer": infer, "infer_run": infer_run(infer),
         "study": _json(rp.study),
-        "calibration": _json(rp.calibration), "temperature_side": temperature_side(_json(rp.calibration)),
+        "calibration": calibration, "temperature_side": temperature_side(calibration),
         "calibration_figure": figure("calibration", "reliability.png"),
-        "figures": [(t, figure(published["siamese"], f"{n}.png"), see) for n, t, see in FIGURES
-                    if figure(published["siamese"], f"{n}.png")],
+        "figures": [(t, path, see) for n, t, see in FIGURES if (path := figure(published["siamese"], f"{n}.png"))],
         "concat_curves": figure(published["concat"], "curves.png"),
-        "improved_run_figures": [(t, figure(published["improved"], f"{n}.png"), see) for n, t, see in FIGURES
-                                 if n in IMPROVED_FIGURES and figure(published["improved"], f"{n}.png")],
+        "improved_run_figures": [(t, path, see) for n, t, see in FIGURES
+                                 if n in IMPROVED_FIGURES and (path := figure(published["improved"], f"{n}.png"))],
         "history_path": rel(S["dir"] / "history.json"),
     }
 
