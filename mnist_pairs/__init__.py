@@ -7,6 +7,6 @@ train (fit -> Run), analysis.
 Three layers have folders of their own: accel/ (fused CPU kernels, data-parallel training; the
 library uses them), serve/ (the published model on people's pictures, ONNX) and study/ (sweeps,
 summary, ablation and confirmation rules, calibration, the report's figures, the report with its
-number formats and reproduction check, the `make study` pipeline),
+Chinese labels, number formats and reproduction check, the `make study` pipeline),
 which read what the library writes. cli (`python -m mnist_pairs`) sits on top of all of them.
 """
