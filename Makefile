@@ -7,10 +7,19 @@ STAMP   := $(VENV)/.installed
 
 .PHONY: study study-smoke test robustness demo browser confirm sweep sweep-beyond sweep-ablation sweep-levers sweep-fused summary lab data notebooks bench tensorboard clean-venv
 
+# uv (from PyPI) installs the same pins as pip, about 8x faster here (25 s against 200 s: it unpacks
+# torch's CUDA wheels in parallel). It does not read pip's configuration, so the indexes and wheel
+# folders pip is configured with are passed on, and pip's rule (best version over all indexes) kept.
+# pip installs when uv cannot.
+PIP_INDEXES = $(shell $(PY) -m pip config get global.extra-index-url 2>/dev/null)
+PIP_LINKS   = $(shell $(PY) -m pip config get global.find-links 2>/dev/null)
+UV_SOURCES  = --index-strategy unsafe-best-match $(foreach u,$(PIP_INDEXES),--extra-index-url $(u)) \
+              $(foreach u,$(PIP_LINKS),--find-links $(u))
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e .
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python $(UV_SOURCES) -c constraints.txt -e . \
+	  || $(BIN)/pip install --quiet -c constraints.txt -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mnist-pairs)"
 	touch $(STAMP)
 
