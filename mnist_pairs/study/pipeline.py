@@ -38,7 +38,7 @@ COMPLETE = "STAGING_COMPLETE.json"  # written into the staging folder once every
 # a 2 % subset, 1,200 / 200 images, 200 of them held out for validation) and small fixed pair sets.
 # That checks the code path, not accuracy: 02_train's learning check is switched off (min_test_acc 0).
 SMOKE = {"epochs": 2, "subset_fraction": 0.02, "val_images": 200, "train_pairs": 512, "batch_size": 64,
-         "test_pairs": 400, "val_pairs": 400, "heldout_pairs": 2000, "confirm_pairs": 2000}
+         "test_pairs": 400, "val_pairs": 400, "heldout_pairs": 400, "confirm_pairs": 400}
 SMOKE_TRAIN = {"min_test_acc": 0.0}
 SMOKE_ANALYSIS = {"embedded_images": 500}
 
