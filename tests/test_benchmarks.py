@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from mnist_pairs.paths import PROJECT_ROOT
 
 
@@ -43,3 +45,37 @@ def test_bench_infer_times_the_onnx_export_of_a_real_run():
     r = _last_json("benchmarks/bench_infer.py", "--reps", "1", "--run", "reports/runs/seed_siamese")
     assert r["onnx_direct_pairs_per_s"] > 0 and r["onnx_cached_pairs_per_s"] > r["onnx_direct_pairs_per_s"]
     assert r["onnx_precision"] == "fp32" and r["onnxruntime"]
+
+
+TINY_RECIPE = ["--set", "epochs=1", "--set", "train_pairs=512", "--set", "test_pairs=200", "--set", "val_pairs=200",
+               "--set", "val_images=100", "--set", "heldout_pairs=400", "--set", "batch_size=64", "--set", "num_threads=1"]
+
+
+def test_time_to_accuracy_times_each_seed_in_its_own_process(tmp_path):
+    out = tmp_path / "tta.json"
+    r = _last_json("benchmarks/bench_time_to_accuracy.py", "--params", "params/smoke.yaml", "--seeds", "0,1",
+                   *TINY_RECIPE, "--out-dir", str(tmp_path / "runs"), "--out", str(out))
+    assert [x["seed"] for x in r["runs"]] == [0, 1] and r["recipe"] == "params/smoke.yaml"
+    for x in r["runs"]:
+        assert x["wall_s"] > x["train_s"] > 0 and x["epochs"] == 1 and x["precision"] == r["precision"]
+        assert (PROJECT_ROOT / x["run_dir"] / "results.json").is_file() and f"seed{x['seed']}" in x["run_dir"]
+        assert x["reached"] == (x["heldout_acc"] >= 0.993)
+    assert r["heldout_acc"]["mean"] == pytest.approx(sum(x["heldout_acc"] for x in r["runs"]) / 2)
+    assert r["wall_s"]["mean"] == pytest.approx(sum(x["wall_s"] for x in r["runs"]) / 2)
+    assert r["met"] is False and r["accuracy_met"] is False      # one tiny epoch is far from 99.3 %
+    assert r["fused_build_s"] is None and r["parameters"] == 192449
+    assert json.loads(out.read_text()) == r
+
+
+def test_time_to_accuracy_target_needs_the_mean_every_seed_and_the_time(monkeypatch):
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT / "benchmarks"))
+    from bench_time_to_accuracy import verdict
+
+    run = lambda acc, wall, precision="fp32": {"heldout_acc": acc, "wall_s": wall, "precision": precision}
+    assert verdict([run(0.994, 290), run(0.993, 280), run(0.9935, 300)])["met"] is True
+    low_seed = verdict([run(0.996, 200), run(0.9915, 200), run(0.996, 200)])        # mean 0.9947, one seed below 0.992
+    assert low_seed["heldout_acc"]["mean"] >= 0.993 and low_seed["accuracy_met"] is False
+    slow = verdict([run(0.995, 130, "bf16"), run(0.995, 125, "bf16")])            # bf16 allows 120 s
+    assert slow["accuracy_met"] is True and slow["time_met"] is False and slow["target"]["wall_s"] == 120
+    with pytest.raises(SystemExit, match="different precisions"):
+        verdict([run(0.995, 100, "bf16"), run(0.995, 100)])
