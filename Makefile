@@ -19,8 +19,8 @@ UV_SOURCES  = --index-strategy unsafe-best-match $(foreach u,$(PIP_INDEXES),--ex
               $(foreach u,$(PIP_LINKS),--find-links $(u))
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet uv
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python $(UV_SOURCES) -c constraints.txt -e . \
+	$(BIN)/pip install --quiet uv && \
+	  $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python $(UV_SOURCES) -c constraints.txt -e . \
 	  || $(BIN)/pip install --quiet -c constraints.txt -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mnist-pairs)"
 	touch $(STAMP)
