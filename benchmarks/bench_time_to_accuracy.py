@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from mnist_pairs.config import load_config
+from mnist_pairs.models import parameter_count
 from mnist_pairs.paramfile import parse_override
 from mnist_pairs.paths import EXPERIMENTS_DIR, PROJECT_ROOT, resolve
 from mnist_pairs.runs import Run
@@ -97,14 +98,8 @@ def main(argv=None) -> int:
         runs.append(timed_run(args.params, seed, args.set, out_dir / f"seed{seed}"))
         print(f"seed {seed}: {runs[-1]['wall_s']:.0f} s, held-out {runs[-1]['heldout_acc']:.4f}", flush=True)
     emit({"recipe": args.params, "overrides": args.set, "seeds": seeds, "runs": runs, **verdict(runs),
-          "fused_build_s": fused_build_s, "parameters": _parameters(cfg.model), **provenance(__file__, argv)}, args.out)
+          "fused_build_s": fused_build_s, "parameters": parameter_count(cfg.model), **provenance(__file__, argv)}, args.out)
     return 0
-
-
-def _parameters(model: str) -> int:
-    from mnist_pairs.models import parameter_count
-
-    return parameter_count(model)
 
 
 if __name__ == "__main__":
