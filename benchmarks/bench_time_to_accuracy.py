@@ -24,11 +24,10 @@ from pathlib import Path
 
 from mnist_pairs.config import load_config
 from mnist_pairs.models import parameter_count
-from mnist_pairs.paramfile import parse_override
+from mnist_pairs.paramfile import parse_int_list, parse_override
 from mnist_pairs.paths import EXPERIMENTS_DIR, PROJECT_ROOT, resolve
 from mnist_pairs.runs import Run
 from mnist_pairs.stats import interval
-from mnist_pairs.study.sweep import parse_seeds
 from timing import emit, provenance
 
 TARGET_ACC, SEED_FLOOR = 0.993, 0.992          # mean held-out accuracy, and every seed's
@@ -89,7 +88,7 @@ def main(argv=None) -> int:
     p.add_argument("--out-dir", default=None, help="where the runs go (default experiments/time_to_accuracy/<recipe>)")
     p.add_argument("--out", default=None, help="also write the JSON to this file")
     args = p.parse_args(argv)
-    seeds = parse_seeds(args.seeds)
+    seeds = parse_int_list(args.seeds, "--seeds")
     cfg = load_config(args.params, **dict(parse_override(o) for o in args.set))  # a bad recipe fails here
     out_dir = resolve(args.out_dir) if args.out_dir else EXPERIMENTS_DIR / "time_to_accuracy" / Path(args.params).stem
     fused_build_s = build_fused_kernel(cfg)
