@@ -5,7 +5,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: study study-smoke test robustness demo browser confirm sweep sweep-beyond sweep-ablation sweep-levers sweep-fused sweep-fast summary lab data notebooks bench tensorboard clean-venv
+.PHONY: study study-smoke test robustness demo browser confirm sweep sweep-beyond sweep-ablation sweep-levers sweep-fused sweep-fast confirm-fast summary lab data notebooks bench tensorboard clean-venv
 
 # uv (from PyPI) installs the same pins as pip in less than half the time (about 90 s against about
 # 200 s here: it unpacks torch's CUDA wheels in parallel). --compile-bytecode: this machine sets
@@ -94,10 +94,21 @@ sweep-fused: $(STAMP)
 
 # Issue 22, time to 99.3 %: the faster recipe's candidates (params/fast_*.yaml) on seeds 0-2, chosen
 # on validation pairs by the rule registered before their runs in docs/plans/time_to_accuracy.md.
-# `make summary` then adds their groups to reports/summary.json.
+# summarize then adds their groups to reports/summary.json.
 FAST = fast_a fast_b fast_c fast_d
 sweep-fast: $(STAMP)
 	for p in $(FAST); do $(BIN)/python -m mnist_pairs sweep --params params/$$p.yaml --protocol validation --seeds 0-2 || exit 1; done
+	$(BIN)/python -m mnist_pairs summarize
+
+# Its confirmation: the chosen recipe (params/confirm_fast.yaml) on fresh seeds 10-12, each timed from
+# process start by the benchmark, into reports/benchmarks/time_to_accuracy_<bf16|fp32>.json; its runs are
+# the summary group confirm_fast__validation. Nothing else should run meanwhile. For the fp32 path on a bf16
+# CPU, prefix ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 and give TTA_RUNS another folder.
+TTA_RUNS ?= experiments/sweeps/confirm_fast__validation
+confirm-fast: $(STAMP)
+	$(BIN)/python benchmarks/bench_time_to_accuracy.py --params params/confirm_fast.yaml --seeds 10-12 \
+		--out-dir $(TTA_RUNS) --out "reports/benchmarks/time_to_accuracy_{precision}.json"
+	$(BIN)/python -m mnist_pairs summarize
 
 # The improved model's confirmation (mnist_pairs/study/confirmation.py, registered before its runs): the
 # seed configuration and the improved one on fresh training seeds 5-9, each run scored once at the

@@ -2,9 +2,14 @@
 wall seconds from the start of a fresh `python -m mnist_pairs train` process to its end, and
 whether its validation-selected checkpoint reaches the target on the held-out pairs.
 
-    python benchmarks/bench_time_to_accuracy.py --params params/improved.yaml --seeds 10-12 \
-        --set confirm_pairs=40000 --out reports/benchmarks/time_to_accuracy_improved_fp32.json
+    python benchmarks/bench_time_to_accuracy.py --params params/confirm_fast.yaml --seeds 10-12 \
+        --out-dir experiments/sweeps/confirm_fast__validation \
+        --out "reports/benchmarks/time_to_accuracy_{precision}.json"         # make confirm-fast
     ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python benchmarks/...   # the fp32 path on any CPU
+
+`{precision}` in --out is replaced by the runs' precision (bf16 or fp32): one JSON per path. Each
+seed's run goes to <out-dir>/seed<N>/, as a sweep lays them out, so a folder named
+<group>__<protocol> under experiments/sweeps/ is counted by `python -m mnist_pairs summarize`.
 
 What the clock covers: interpreter start, imports, data preparation, training with its per-epoch
 validation scoring, and the single scoring of the selected checkpoint at the end (held-out pairs,
@@ -46,16 +51,22 @@ def build_fused_kernel(cfg) -> float | None:
 
 
 def timed_run(params: str, seed: int, overrides: list[str], out_dir: Path) -> dict:
-    """Train one seed in its own process and time it from spawn to exit."""
+    """Train one seed in its own process, into out_dir/seed<N>/ as a sweep lays out its runs (so
+    `python -m mnist_pairs summarize` counts a folder named <group>__<protocol>), and time it from
+    spawn to exit."""
+    run_dir = out_dir / f"seed{seed}"
+    if (run_dir / "results.json").is_file():
+        raise SystemExit(f"{run_dir} already holds a finished run: timing it again would time nothing "
+                         f"(give another --out-dir, or delete it)")
     out_dir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "mnist_pairs", "train", "--params", params, "--set", f"seed={seed}",
-           "--set", f"out_dir={out_dir}", *[a for o in overrides for a in ("--set", o)]]
+           "--set", f"out_dir={out_dir}", "--set", f"run_name=seed{seed}", *[a for o in overrides for a in ("--set", o)]]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"seed {seed}: training failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
-    run = Run.latest(out_dir)
+    run = Run(run_dir)
     res, cfg = run.results, run.cfg
     confirm = res.get("best_confirm", {}).get("acc")
     return {"seed": seed, "wall_s": round(wall, 1), "train_s": round(res["train_seconds"], 1),
@@ -86,7 +97,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", required=True, help='training seeds, e.g. "10-12" or "10,11,12"')
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
     p.add_argument("--out-dir", default=None, help="where the runs go (default experiments/time_to_accuracy/<recipe>)")
-    p.add_argument("--out", default=None, help="also write the JSON to this file")
+    p.add_argument("--out", default=None, help='also write the JSON to this file ("{precision}" is replaced by bf16 or fp32)')
     args = p.parse_args(argv)
     seeds = parse_int_list(args.seeds, "--seeds")
     cfg = load_config(args.params, **dict(parse_override(o) for o in args.set))  # a bad recipe fails here
@@ -94,10 +105,11 @@ def main(argv=None) -> int:
     fused_build_s = build_fused_kernel(cfg)
     runs = []
     for seed in seeds:
-        runs.append(timed_run(args.params, seed, args.set, out_dir / f"seed{seed}"))
+        runs.append(timed_run(args.params, seed, args.set, out_dir))
         print(f"seed {seed}: {runs[-1]['wall_s']:.0f} s, held-out {runs[-1]['heldout_acc']:.4f}", flush=True)
-    emit({"recipe": args.params, "overrides": args.set, "seeds": seeds, "runs": runs, **verdict(runs),
-          "fused_build_s": fused_build_s, "parameters": parameter_count(cfg.model), **provenance(__file__, argv)}, args.out)
+    result = {"recipe": args.params, "overrides": args.set, "seeds": seeds, "runs": runs, **verdict(runs),
+              "fused_build_s": fused_build_s, "parameters": parameter_count(cfg.model), **provenance(__file__, argv)}
+    emit(result, args.out.replace("{precision}", result["precision"]) if args.out else None)
     return 0
 
 

@@ -52,9 +52,8 @@ TINY_RECIPE = ["--set", "epochs=1", "--set", "train_pairs=512", "--set", "test_p
 
 
 def test_time_to_accuracy_times_each_seed_in_its_own_process(tmp_path):
-    out = tmp_path / "tta.json"
     r = _last_json("benchmarks/bench_time_to_accuracy.py", "--params", "params/smoke.yaml", "--seeds", "0,1",
-                   *TINY_RECIPE, "--out-dir", str(tmp_path / "runs"), "--out", str(out))
+                   *TINY_RECIPE, "--out-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "tta_{precision}.json"))
     assert [x["seed"] for x in r["runs"]] == [0, 1] and r["recipe"] == "params/smoke.yaml"
     for x in r["runs"]:
         assert x["wall_s"] > x["train_s"] > 0 and x["epochs"] == 1 and x["precision"] == r["precision"]
@@ -64,7 +63,18 @@ def test_time_to_accuracy_times_each_seed_in_its_own_process(tmp_path):
     assert r["wall_s"]["mean"] == pytest.approx(sum(x["wall_s"] for x in r["runs"]) / 2)
     assert r["met"] is False and r["accuracy_met"] is False      # one tiny epoch is far from 99.3 %
     assert r["fused_build_s"] is None and r["parameters"] == 192449
-    assert json.loads(out.read_text()) == r
+    assert json.loads((tmp_path / f"tta_{r['precision']}.json").read_text()) == r
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir() if p.is_dir()) == ["seed0", "seed1"]  # a sweep's layout
+
+
+def test_time_to_accuracy_refuses_to_time_a_finished_run(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT / "benchmarks"))
+    from bench_time_to_accuracy import timed_run
+
+    (tmp_path / "seed3").mkdir()
+    (tmp_path / "seed3" / "results.json").write_text("{}")
+    with pytest.raises(SystemExit, match="already holds a finished run"):
+        timed_run("params/smoke.yaml", 3, [], tmp_path)
 
 
 def test_time_to_accuracy_target_needs_the_mean_every_seed_and_the_time(monkeypatch):

@@ -1,0 +1,81 @@
+"""Time to 99.3 % (issue 22): the faster recipe chosen on validation pairs, and its confirmation.
+
+    facts = report_facts(groups, reports)    # everything the report's section 6 says about it
+
+The rule is docs/plans/time_to_accuracy.md, registered in PLAN_COMMIT before any candidate ran;
+`choose` applies it to the summary's candidate groups (validation accuracy and training seconds
+only). The confirmation is benchmarks/bench_time_to_accuracy.py on fresh seeds: its runs form the
+summary group CONFIRM and its JSON, one per precision path, holds the wall times and the verdict.
+"""
+from __future__ import annotations
+
+import json
+
+from ..paths import Reports
+
+PLAN_FILE = "docs/plans/time_to_accuracy.md"
+PLAN_COMMIT, PLAN_TIME = "3d1a523", "2026-11-30T11:58:06+00:00"   # `git log -1 --format=%cI 3d1a523`
+CANDIDATES = ("fast_a__validation", "fast_b__validation", "fast_c__validation", "fast_d__validation")
+SWEEP_SEEDS = (0, 1, 2)
+ADMIT_VAL = 0.9930        # admissible: mean validation accuracy at least this
+TIE = 0.05                # mean training seconds within 5 % of the fastest admissible one tie
+CONFIRM = "confirm_fast__validation"
+CONFIRM_SEEDS = (10, 11, 12)
+BENCH_FILES = {"bf16": "time_to_accuracy_bf16.json", "fp32": "time_to_accuracy_fp32.json"}
+# the configurations the fast recipe is set beside: their confirmation groups (fresh seeds 5-9)
+REFERENCES = ("confirm_seed__validation", "confirm_improved__validation")
+
+
+def candidate_row(group: dict) -> dict:
+    cfg = group["config"]
+    return {"group": group["group"], "params": group["name"], "epochs": cfg["epochs"], "lr": cfg["lr"],
+            "ema": cfg["ema"], "n_runs": group["n_runs"], "seeds": [r["seed"] for r in group["runs"]],
+            "val": {"mean": group["mean"]["val_acc"], "ci95": group["ci95"]["val_acc"]},
+            "heldout": {"mean": group["mean"]["heldout_acc"], "ci95": group["ci95"]["heldout_acc"]},
+            "train_s": group["mean"]["train_seconds"], "admissible": group["mean"]["val_acc"] >= ADMIT_VAL,
+            "started": sorted(r["started"] for r in group["runs"] if r.get("started")),
+            "precisions": sorted({r["precision"] for r in group["runs"]}), "cpus": sorted({r["cpu"] for r in group["runs"]})}
+
+
+def choose(groups: dict) -> dict:
+    """The plan's rule on the candidate groups: {"rows", "chosen" (a group name or None), "why"}.
+    Nothing is chosen until every candidate has its sweep seeds."""
+    rows = [candidate_row(groups[name]) for name in CANDIDATES if name in groups]
+    complete = len(rows) == len(CANDIDATES) and all(sorted(r["seeds"]) == list(SWEEP_SEEDS) for r in rows)
+    if not complete:
+        return {"rows": rows, "chosen": None, "why": "incomplete"}
+    admissible = [r for r in rows if r["admissible"]]
+    if admissible:
+        fastest = min(r["train_s"] for r in admissible)
+        ties = [r for r in admissible if r["train_s"] <= fastest * (1 + TIE)]
+        return {"rows": rows, "chosen": max(ties, key=lambda r: r["val"]["mean"])["group"], "why": "fastest_admissible"}
+    return {"rows": rows, "chosen": max(rows, key=lambda r: r["val"]["mean"])["group"], "why": "none_admissible"}
+
+
+def reference_row(group: dict) -> dict:
+    secs = [r["train_seconds"] for r in group["runs"]]
+    return {"group": group["group"], "model": group["model"], "params": group["params"],
+            "epochs": group["config"]["epochs"], "seeds": [r["seed"] for r in group["runs"]],
+            "heldout": {"mean": group["mean"]["heldout_acc"], "ci95": group["ci95"]["heldout_acc"]},
+            "train_s_min": min(secs), "train_s_max": max(secs),
+            "precisions": sorted({r["precision"] for r in group["runs"]}), "cpus": sorted({r["cpu"] for r in group["runs"]})}
+
+
+def report_facts(groups: dict, reports: Reports) -> dict | None:
+    """Everything the report says about time to accuracy, or None before any candidate ran."""
+    choice = choose(groups)
+    if not choice["rows"]:
+        return None
+    benches = {path: json.loads(f.read_text()) for path, name in BENCH_FILES.items()
+               if (f := reports.benchmarks / name).is_file()}
+    started = [s for r in choice["rows"] for s in r["started"]]
+    confirm = groups.get(CONFIRM)
+    return {"plan_file": PLAN_FILE, "plan_commit": PLAN_COMMIT, "plan_time": PLAN_TIME[:19].replace("T", " "),
+            "first_started": min(started).replace("T", " ") if started else None,
+            "plan_first": bool(started) and min(started) > PLAN_TIME[:19]
+            and sum(len(r["started"]) for r in choice["rows"]) == sum(r["n_runs"] for r in choice["rows"]),
+            "admit_val": ADMIT_VAL, "tie": TIE, **choice, "confirm": confirm,
+            "confirm_seeds_fresh": not any(r["seed"] in CONFIRM_SEEDS for name, g in groups.items()
+                                           if name != CONFIRM for r in g["runs"]),
+            "benches": benches, "missing_paths": [p for p in BENCH_FILES if p not in benches],
+            "references": [reference_row(groups[g]) for g in REFERENCES if g in groups]}

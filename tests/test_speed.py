@@ -1,0 +1,64 @@
+"""Time to 99.3 % (mnist_pairs/study/speed.py): the registered rule that picks the fast recipe."""
+import subprocess
+
+import pytest
+
+from mnist_pairs.paths import PROJECT_ROOT
+from mnist_pairs.study import speed
+
+
+def _group(name: str, val: float, train_s: float, seeds=(0, 1, 2), started="2026-11-30T13:00:00") -> dict:
+    runs = [{"seed": s, "val_acc": val, "heldout_acc": val, "train_seconds": train_s, "started": started,
+             "precision": "fp32", "cpu": "AMD EPYC"} for s in seeds]
+    return {"group": name, "name": name.split("__")[0], "n_runs": len(runs), "runs": runs,
+            "config": {"epochs": 20, "lr": 1e-3, "ema": 0.0},
+            "mean": {"val_acc": val, "heldout_acc": val, "train_seconds": train_s},
+            "ci95": {"val_acc": [val, val], "heldout_acc": [val, val]}}
+
+
+def _groups(vals_and_seconds) -> dict:
+    return {name: _group(name, v, s) for name, (v, s) in zip(speed.CANDIDATES, vals_and_seconds)}
+
+
+def test_the_fastest_admissible_candidate_is_chosen():
+    got = speed.choose(_groups([(0.9931, 300), (0.9940, 200), (0.9950, 400), (0.9929, 100)]))
+    assert (got["chosen"], got["why"]) == ("fast_b__validation", "fastest_admissible")
+
+
+def test_a_tie_in_seconds_goes_to_the_higher_validation_accuracy():
+    # fast_c is 4 % slower than fast_b: a tie, and its validation accuracy is higher
+    got = speed.choose(_groups([(0.9931, 300), (0.9935, 200), (0.9950, 208), (0.9990, 500)]))
+    assert got["chosen"] == "fast_c__validation"
+    # 6 % slower is no tie
+    assert speed.choose(_groups([(0.9931, 300), (0.9935, 200), (0.9950, 212), (0.9990, 500)]))["chosen"] == "fast_b__validation"
+
+
+def test_with_none_admissible_the_best_validation_accuracy_goes_on():
+    got = speed.choose(_groups([(0.985, 100), (0.990, 300), (0.9929, 400), (0.991, 200)]))
+    assert (got["chosen"], got["why"]) == ("fast_c__validation", "none_admissible")
+
+
+def test_nothing_is_chosen_before_every_candidate_has_its_seeds():
+    groups = _groups([(0.9931, 300), (0.9940, 200), (0.9950, 400), (0.9929, 100)])
+    groups["fast_d__validation"] = _group("fast_d__validation", 0.999, 50, seeds=(0, 1))
+    assert speed.choose(groups)["chosen"] is None
+    del groups["fast_d__validation"]
+    assert speed.choose(groups)["chosen"] is None
+
+
+def test_the_plan_commit_time_is_the_one_git_knows():
+    r = subprocess.run(["git", "-C", str(PROJECT_ROOT), "log", "-1", "--format=%cI", speed.PLAN_COMMIT],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip("no git history here (not a clone)")
+    assert r.stdout.strip() == speed.PLAN_TIME
+    assert (PROJECT_ROOT / speed.PLAN_FILE).is_file()
+
+
+def test_runs_started_before_the_plan_are_flagged(tmp_path):
+    from mnist_pairs.paths import Reports
+
+    groups = _groups([(0.99, 200)] * 4)
+    assert speed.report_facts(groups, Reports(tmp_path))["plan_first"]
+    groups["fast_a__validation"]["runs"][0]["started"] = "2026-11-30T11:00:00"
+    assert not speed.report_facts(groups, Reports(tmp_path))["plan_first"]
