@@ -62,3 +62,13 @@ def test_runs_started_before_the_plan_are_flagged(tmp_path):
     assert speed.report_facts(groups, Reports(tmp_path))["plan_first"]
     groups["fast_a__validation"]["runs"][0]["started"] = "2026-11-30T11:00:00"
     assert not speed.report_facts(groups, Reports(tmp_path))["plan_first"]
+
+
+def test_steps_and_the_weight_an_ema_still_gives_the_first_step():
+    g = _group("fast_c__validation", 0.5, 200)
+    g["config"] |= {"pairing": "shared", "protocol": "validation", "val_images": 1000, "batch_size": 256, "ema": 0.999}
+    row = speed.candidate_row(g, subset_images=6000)
+    assert row["steps"] == 20 * 20                        # 5,000 training images in batches of 256: 20 steps an epoch
+    assert row["ema_first_weight"] == pytest.approx(0.999 ** 400)
+    g["config"]["ema"] = 0.0
+    assert speed.candidate_row(g, subset_images=6000)["ema_first_weight"] is None

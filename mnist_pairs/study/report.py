@@ -143,7 +143,7 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
         "same_aug": chosen_aug is not None and all(chosen_aug[k] == S["cfg"][k] for k in aug_keys if k in chosen_aug),
         "bench": bench, "levers": _json(rp.benchmarks / "bench_levers.json"),
         "bench_avx2": benches[1], "bench_more": benches[2:], "cpu_targets": cpu_targets(benches),
-        "cpu_target": (CPU_TARGET_SPEEDUP, CPU_TARGET_S), "fused_checks": fused, "speed": speed_facts(groups, rp),
+        "cpu_target": (CPU_TARGET_SPEEDUP, CPU_TARGET_S), "fused_checks": fused, "speed": speed_facts(groups, rp, len(sub.train_labels)),
         "rounding_matters": any(fc["same_cpu"] and fc["sure"]["heldout_acc"] for fc in fused),
         "robustness": judged(_json(rp.robustness)),
         "infer": infer, "infer_run": infer_run(infer),

@@ -10,6 +10,7 @@ summary group CONFIRM and its JSON, one per precision path, holds the wall times
 from __future__ import annotations
 
 import json
+import math
 
 from ..paths import Reports
 
@@ -26,9 +27,17 @@ BENCH_FILES = {"bf16": "time_to_accuracy_bf16.json", "fp32": "time_to_accuracy_f
 REFERENCES = ("confirm_seed__validation", "confirm_improved__validation")
 
 
-def candidate_row(group: dict) -> dict:
+def candidate_row(group: dict, subset_images: int | None = None) -> dict:
+    """One candidate's means. With the subset's training images known: its optimizer steps (one per
+    shared-encoding batch) and, for weight EMA, the weight the averaged model still gives the first
+    step's weights at the end (ema ** steps)."""
     cfg = group["config"]
-    return {"group": group["group"], "params": group["name"], "epochs": cfg["epochs"], "lr": cfg["lr"],
+    steps = None
+    if subset_images and cfg.get("pairing") == "shared":
+        fit = subset_images - (cfg["val_images"] if cfg["protocol"] == "validation" else 0)
+        steps = cfg["epochs"] * math.ceil(fit / cfg["batch_size"])
+    return {"steps": steps, "ema_first_weight": cfg["ema"] ** steps if steps and cfg["ema"] else None,
+            "group": group["group"], "params": group["name"], "epochs": cfg["epochs"], "lr": cfg["lr"],
             "ema": cfg["ema"], "n_runs": group["n_runs"], "seeds": [r["seed"] for r in group["runs"]],
             "val": {"mean": group["mean"]["val_acc"], "ci95": group["ci95"]["val_acc"]},
             "heldout": {"mean": group["mean"]["heldout_acc"], "ci95": group["ci95"]["heldout_acc"]},
@@ -37,10 +46,10 @@ def candidate_row(group: dict) -> dict:
             "precisions": sorted({r["precision"] for r in group["runs"]}), "cpus": sorted({r["cpu"] for r in group["runs"]})}
 
 
-def choose(groups: dict) -> dict:
+def choose(groups: dict, subset_images: int | None = None) -> dict:
     """The plan's rule on the candidate groups: {"rows", "chosen" (a group name or None), "why"}.
     Nothing is chosen until every candidate has its sweep seeds."""
-    rows = [candidate_row(groups[name]) for name in CANDIDATES if name in groups]
+    rows = [candidate_row(groups[name], subset_images) for name in CANDIDATES if name in groups]
     complete = len(rows) == len(CANDIDATES) and all(sorted(r["seeds"]) == list(SWEEP_SEEDS) for r in rows)
     if not complete:
         return {"rows": rows, "chosen": None, "why": "incomplete"}
@@ -61,9 +70,10 @@ def reference_row(group: dict) -> dict:
             "precisions": sorted({r["precision"] for r in group["runs"]}), "cpus": sorted({r["cpu"] for r in group["runs"]})}
 
 
-def report_facts(groups: dict, reports: Reports) -> dict | None:
-    """Everything the report says about time to accuracy, or None before any candidate ran."""
-    choice = choose(groups)
+def report_facts(groups: dict, reports: Reports, subset_images: int | None = None) -> dict | None:
+    """Everything the report says about time to accuracy, or None before any candidate ran.
+    subset_images: the fixed subset's training images (the validation images are taken from them)."""
+    choice = choose(groups, subset_images)
     if not choice["rows"]:
         return None
     benches = {path: json.loads(f.read_text()) for path, name in BENCH_FILES.items()
