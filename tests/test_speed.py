@@ -46,12 +46,12 @@ def test_nothing_is_chosen_before_every_candidate_has_its_seeds():
     assert speed.choose(groups)["chosen"] is None
 
 
-def test_the_plan_commit_time_is_the_one_git_knows():
-    r = subprocess.run(["git", "-C", str(PROJECT_ROOT), "log", "-1", "--format=%cI", speed.PLAN_COMMIT],
-                       capture_output=True, text=True)
+@pytest.mark.parametrize("commit,time", [(speed.PLAN_COMMIT, speed.PLAN_TIME), (speed.CHOICE_COMMIT, speed.CHOICE_TIME)])
+def test_the_commit_times_the_report_states_are_the_ones_git_knows(commit, time):
+    r = subprocess.run(["git", "-C", str(PROJECT_ROOT), "log", "-1", "--format=%cI", commit], capture_output=True, text=True)
     if r.returncode != 0:
         pytest.skip("no git history here (not a clone)")
-    assert r.stdout.strip() == speed.PLAN_TIME
+    assert r.stdout.strip() == time
     assert (PROJECT_ROOT / speed.PLAN_FILE).is_file()
 
 
@@ -69,6 +69,16 @@ def test_steps_and_the_weight_an_ema_still_gives_the_first_step():
     g["config"] |= {"pairing": "shared", "protocol": "validation", "val_images": 1000, "batch_size": 256, "ema": 0.999}
     row = speed.candidate_row(g, subset_images=6000)
     assert row["steps"] == 20 * 20                        # 5,000 training images in batches of 256: 20 steps an epoch
-    assert row["ema_first_weight"] == pytest.approx(0.999 ** 400)
+    assert row["ema_first_weight"] == pytest.approx(0.999 ** 400) and row["ema_stuck"]      # 67 % still the first step's
+    g["config"]["ema"] = 0.99
+    assert not speed.candidate_row(g, subset_images=6000)["ema_stuck"]                       # 0.99 ** 400 ≈ 2 %
     g["config"]["ema"] = 0.0
     assert speed.candidate_row(g, subset_images=6000)["ema_first_weight"] is None
+
+
+def test_the_report_states_the_target_the_benchmark_judges(monkeypatch):
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT / "benchmarks"))
+    import bench_time_to_accuracy as bench
+
+    assert speed.TARGET == {"heldout_acc": bench.TARGET_ACC, "every_seed_heldout_acc": bench.SEED_FLOOR,
+                            "wall_s": bench.TARGET_S}

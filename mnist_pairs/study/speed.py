@@ -21,8 +21,14 @@ SWEEP_SEEDS = (0, 1, 2)
 ADMIT_VAL = 0.9930        # admissible: mean validation accuracy at least this
 TIE = 0.05                # mean training seconds within 5 % of the fastest admissible one tie
 CONFIRM = "confirm_fast__validation"
+# the commit that wrote the rule's choice into params/confirm_fast.yaml, before the confirmation ran
+CHOICE_COMMIT, CHOICE_TIME = "b566825", "2026-11-30T14:51:39+00:00"
 CONFIRM_SEEDS = (10, 11, 12)
 BENCH_FILES = {"bf16": "time_to_accuracy_bf16.json", "fp32": "time_to_accuracy_fp32.json"}
+# the plan's target, as benchmarks/bench_time_to_accuracy.py judges it (tests/test_speed.py checks they agree)
+TARGET = {"heldout_acc": 0.993, "every_seed_heldout_acc": 0.992, "wall_s": {"bf16": 120.0, "fp32": 300.0}}
+# an EMA that still gives the first step's weights at least this share at the end has hardly left them
+EMA_STUCK = 0.5
 # the configurations the fast recipe is set beside: their confirmation groups (fresh seeds 5-9)
 REFERENCES = ("confirm_seed__validation", "confirm_improved__validation")
 
@@ -36,7 +42,8 @@ def candidate_row(group: dict, subset_images: int | None = None) -> dict:
     if subset_images and cfg.get("pairing") == "shared":
         fit = subset_images - (cfg["val_images"] if cfg["protocol"] == "validation" else 0)
         steps = cfg["epochs"] * math.ceil(fit / cfg["batch_size"])
-    return {"steps": steps, "ema_first_weight": cfg["ema"] ** steps if steps and cfg["ema"] else None,
+    first = cfg["ema"] ** steps if steps and cfg["ema"] else None
+    return {"steps": steps, "ema_first_weight": first, "ema_stuck": first is not None and first >= EMA_STUCK,
             "group": group["group"], "params": group["name"], "epochs": cfg["epochs"], "lr": cfg["lr"],
             "ema": cfg["ema"], "n_runs": group["n_runs"], "seeds": [r["seed"] for r in group["runs"]],
             "val": {"mean": group["mean"]["val_acc"], "ci95": group["ci95"]["val_acc"]},
@@ -64,6 +71,7 @@ def choose(groups: dict, subset_images: int | None = None) -> dict:
 def reference_row(group: dict) -> dict:
     secs = [r["train_seconds"] for r in group["runs"]]
     return {"group": group["group"], "model": group["model"], "params": group["params"],
+            "reaches_target": group["mean"]["heldout_acc"] >= TARGET["heldout_acc"],
             "epochs": group["config"]["epochs"], "seeds": [r["seed"] for r in group["runs"]],
             "heldout": {"mean": group["mean"]["heldout_acc"], "ci95": group["ci95"]["heldout_acc"]},
             "train_s_min": min(secs), "train_s_max": max(secs),
@@ -78,13 +86,18 @@ def report_facts(groups: dict, reports: Reports, subset_images: int | None = Non
         return None
     benches = {path: json.loads(f.read_text()) for path, name in BENCH_FILES.items()
                if (f := reports.benchmarks / name).is_file()}
+    for b in benches.values():   # the seeds under the every-seed floor
+        b["below_floor"] = [r["seed"] for r in b["runs"] if r["heldout_acc"] < b["target"]["every_seed_heldout_acc"]]
     started = [s for r in choice["rows"] for s in r["started"]]
     confirm = groups.get(CONFIRM)
+    confirm_started = [r.get("started") for r in confirm["runs"]] if confirm else []
     return {"plan_file": PLAN_FILE, "plan_commit": PLAN_COMMIT, "plan_time": PLAN_TIME[:19].replace("T", " "),
             "first_started": min(started).replace("T", " ") if started else None,
             "plan_first": bool(started) and min(started) > PLAN_TIME[:19]
             and sum(len(r["started"]) for r in choice["rows"]) == sum(r["n_runs"] for r in choice["rows"]),
-            "admit_val": ADMIT_VAL, "tie": TIE, **choice, "confirm": confirm,
+            "admit_val": ADMIT_VAL, "tie": TIE, "target": TARGET, "sweep_seeds": list(SWEEP_SEEDS), **choice, "confirm": confirm,
+            "choice_commit": CHOICE_COMMIT, "choice_time": CHOICE_TIME[:19].replace("T", " "),
+            "choice_first": bool(confirm_started) and all(t and t > CHOICE_TIME[:19] for t in confirm_started),
             "confirm_seeds_fresh": not any(r["seed"] in CONFIRM_SEEDS for name, g in groups.items()
                                            if name != CONFIRM for r in g["runs"]),
             "benches": benches, "missing_paths": [p for p in BENCH_FILES if p not in benches],
