@@ -1,4 +1,5 @@
 """Time to 99.3 % (mnist_pairs/study/speed.py): the registered rule that picks the fast recipe."""
+import json
 import subprocess
 
 import pytest
@@ -82,3 +83,26 @@ def test_the_report_states_the_target_the_benchmark_judges(monkeypatch):
 
     assert speed.TARGET == {"heldout_acc": bench.TARGET_ACC, "every_seed_heldout_acc": bench.SEED_FLOOR,
                             "wall_s": bench.TARGET_S}
+
+
+def test_the_confirmation_verdict_per_path_from_the_benchmark_json(tmp_path):
+    from mnist_pairs.paths import Reports
+
+    rp = Reports(tmp_path)
+    rp.benchmarks.mkdir(parents=True)
+    bench = {"precision": "fp32", "isa_caps": {}, "met": False, "wall_s": {"mean": 310.0, "ci95": [300.0, 320.0]},
+             "target": {"every_seed_heldout_acc": 0.992}, "runs": [{"seed": 10, "heldout_acc": 0.9915}, {"seed": 11, "heldout_acc": 0.995}]}
+    (rp.benchmarks / speed.BENCH_FILES["fp32"]).write_text(json.dumps(bench))
+    groups = _groups([(0.99, 200)] * 4)
+    groups[speed.CONFIRM] = _group(speed.CONFIRM, 0.993, 215, seeds=(10, 11), started="2026-11-30T15:00:00")
+    for r in groups[speed.CONFIRM]["runs"]:
+        r["cpu_native_bf16"] = False
+    facts = speed.report_facts(groups, rp)
+    b = facts["benches"]["fp32"]
+    assert b["below_floor"] == [10] and b["no_native_bf16"] and b["wall_range"] == [300.0, 320.0]
+    assert facts["verdict"] == "missed" and facts["missing_paths"] == ["bf16"] and facts["choice_first"]
+    bench["met"] = True
+    (rp.benchmarks / speed.BENCH_FILES["fp32"]).write_text(json.dumps(bench))
+    assert speed.report_facts(groups, rp)["verdict"] == "open"      # the bf16 path is not measured: not met
+    groups[speed.CONFIRM]["runs"][0]["cpu_native_bf16"] = True
+    assert not speed.report_facts(groups, rp)["benches"]["fp32"]["no_native_bf16"]

@@ -71,7 +71,7 @@ def choose(groups: dict, subset_images: int | None = None) -> dict:
 def reference_row(group: dict) -> dict:
     secs = [r["train_seconds"] for r in group["runs"]]
     return {"group": group["group"], "model": group["model"], "params": group["params"],
-            "reaches_target": group["mean"]["heldout_acc"] >= TARGET["heldout_acc"],
+            "reaches_target": group["mean"]["heldout_acc"] >= TARGET["heldout_acc"], "lr": group["config"]["lr"],
             "epochs": group["config"]["epochs"], "seeds": [r["seed"] for r in group["runs"]],
             "heldout": {"mean": group["mean"]["heldout_acc"], "ci95": group["ci95"]["heldout_acc"]},
             "train_s_min": min(secs), "train_s_max": max(secs),
@@ -86,10 +86,18 @@ def report_facts(groups: dict, reports: Reports, subset_images: int | None = Non
         return None
     benches = {path: json.loads(f.read_text()) for path, name in BENCH_FILES.items()
                if (f := reports.benchmarks / name).is_file()}
-    for b in benches.values():   # the seeds under the every-seed floor
-        b["below_floor"] = [r["seed"] for r in b["runs"] if r["heldout_acc"] < b["target"]["every_seed_heldout_acc"]]
-    started = [s for r in choice["rows"] for s in r["started"]]
     confirm = groups.get(CONFIRM)
+    for b in benches.values():
+        b["wall_range"] = b["wall_s"]["ci95"]                 # the 95 % interval of the mean wall seconds
+        b["below_floor"] = [r["seed"] for r in b["runs"] if r["heldout_acc"] < b["target"]["every_seed_heldout_acc"]]
+        # the confirmation runs of this precision recorded a CPU without native bf16, and no ISA cap imitated one
+        same = [r for r in confirm["runs"] if r["precision"] == b["precision"]] if confirm else []
+        b["no_native_bf16"] = bool(same) and not b["isa_caps"] and all(r.get("cpu_native_bf16") is False for r in same)
+    verdict = "missed" if any(not b["met"] for b in benches.values()) else \
+        "met" if benches and len(benches) == len(BENCH_FILES) else "open"
+    chosen = next((r for r in choice["rows"] if r["group"] == choice["chosen"]), None)
+    references = [reference_row(groups[g]) for g in REFERENCES if g in groups]
+    started = [s for r in choice["rows"] for s in r["started"]]
     confirm_started = [r.get("started") for r in confirm["runs"]] if confirm else []
     return {"plan_file": PLAN_FILE, "plan_commit": PLAN_COMMIT, "plan_time": PLAN_TIME[:19].replace("T", " "),
             "first_started": min(started).replace("T", " ") if started else None,
@@ -100,5 +108,6 @@ def report_facts(groups: dict, reports: Reports, subset_images: int | None = Non
             "choice_first": bool(confirm_started) and all(t and t > CHOICE_TIME[:19] for t in confirm_started),
             "confirm_seeds_fresh": not any(r["seed"] in CONFIRM_SEEDS for name, g in groups.items()
                                            if name != CONFIRM for r in g["runs"]),
-            "benches": benches, "missing_paths": [p for p in BENCH_FILES if p not in benches],
-            "references": [reference_row(groups[g]) for g in REFERENCES if g in groups]}
+            "benches": benches, "missing_paths": [p for p in BENCH_FILES if p not in benches], "verdict": verdict,
+            "chosen_row": chosen, "chosen_short_by": max(ADMIT_VAL - chosen["val"]["mean"], 0.0) if chosen else None,
+            "references": references, "improved_ref": next((r for r in references if r["group"] == REFERENCES[1]), None)}
