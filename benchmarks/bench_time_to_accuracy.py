@@ -12,8 +12,9 @@ seed's run goes to <out-dir>/seed<N>/, as a sweep lays them out, so a folder nam
 <group>__<protocol> under experiments/sweeps/ is counted by `python -m mnist_pairs summarize`.
 
 What the clock covers: interpreter start, imports, data preparation, training with its per-epoch
-validation scoring, and the single scoring of the selected checkpoint at the end (held-out pairs,
-and the confirmation pairs when set). One seed at a time, nothing else should run. A recipe with
+scoring (validation and test pairs), and what `train.finish` scores at the end: the selected and the
+last model on every pair set (held-out, and the confirmation pairs when set), then the open-set and
+one-shot metrics. One seed at a time, nothing else should run. A recipe with
 `fused_blocks: true` has its C++ kernel built before the first clock starts; that build is reported
 apart (`fused_build_s`). Writes data only: the last line printed is one JSON object; `--out FILE`
 also writes it.
