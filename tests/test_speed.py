@@ -106,3 +106,13 @@ def test_the_confirmation_verdict_per_path_from_the_benchmark_json(tmp_path):
     assert speed.report_facts(groups, rp)["verdict"] == "open"      # the bf16 path is not measured: not met
     groups[speed.CONFIRM]["runs"][0]["cpu_native_bf16"] = True
     assert not speed.report_facts(groups, rp)["benches"]["fp32"]["no_native_bf16"]
+
+
+def test_the_summary_keeps_the_rule_commit_the_choice_and_the_confirmation_group():
+    groups = _groups([(0.985, 100), (0.990, 300), (0.9929, 400), (0.991, 200)])
+    rec = speed.summary_record(groups)
+    assert rec["rule_commit"] == speed.PLAN_COMMIT and rec["rule_precedes_runs"]
+    assert (rec["chosen"], rec["recipe_params"], rec["confirmation_group"]) == ("fast_c__validation", "params/fast_c.yaml", None)
+    groups[speed.CONFIRM] = _group(speed.CONFIRM, 0.993, 215, seeds=(10, 11, 12))
+    assert speed.summary_record(groups)["confirmation_group"] == speed.CONFIRM
+    assert speed.summary_record({}) is None

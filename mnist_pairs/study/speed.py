@@ -78,6 +78,27 @@ def reference_row(group: dict) -> dict:
             "precisions": sorted({r["precision"] for r in group["runs"]}), "cpus": sorted({r["cpu"] for r in group["runs"]})}
 
 
+def _plan_first(rows: list[dict]) -> bool:
+    """Every candidate run recorded its start, and each started after the plan's commit."""
+    started = [t for r in rows for t in r["started"]]
+    return bool(started) and len(started) == sum(r["n_runs"] for r in rows) and min(started) > PLAN_TIME[:19]
+
+
+def summary_record(groups: dict) -> dict | None:
+    """What reports/summary.json keeps of the recipe: its plan and rule commit, the choice, the
+    params files and the confirmation group (None before any candidate ran)."""
+    choice = choose(groups)
+    if not choice["rows"]:
+        return None
+    return {"plan": PLAN_FILE, "rule_commit": PLAN_COMMIT, "rule_time": PLAN_TIME,
+            "candidates": list(CANDIDATES), "rule_precedes_runs": _plan_first(choice["rows"]),
+            "chosen": choice["chosen"], "why": choice["why"],
+            "recipe_params": f"params/{choice['chosen'].split('__')[0]}.yaml" if choice["chosen"] else None,
+            "confirm_params": f"params/{CONFIRM.split('__')[0]}.yaml", "choice_commit": CHOICE_COMMIT,
+            "choice_time": CHOICE_TIME, "confirmation_group": CONFIRM if CONFIRM in groups else None,
+            "confirm_seeds": list(CONFIRM_SEEDS), "benchmarks": {k: f"reports/benchmarks/{v}" for k, v in BENCH_FILES.items()}}
+
+
 def report_facts(groups: dict, reports: Reports, subset_images: int | None = None) -> dict | None:
     """Everything the report says about time to accuracy, or None before any candidate ran.
     subset_images: the fixed subset's training images (the validation images are taken from them)."""
@@ -101,8 +122,7 @@ def report_facts(groups: dict, reports: Reports, subset_images: int | None = Non
     confirm_started = [r.get("started") for r in confirm["runs"]] if confirm else []
     return {"plan_file": PLAN_FILE, "plan_commit": PLAN_COMMIT, "plan_time": PLAN_TIME[:19].replace("T", " "),
             "first_started": min(started).replace("T", " ") if started else None,
-            "plan_first": bool(started) and min(started) > PLAN_TIME[:19]
-            and sum(len(r["started"]) for r in choice["rows"]) == sum(r["n_runs"] for r in choice["rows"]),
+            "plan_first": _plan_first(choice["rows"]),
             "admit_val": ADMIT_VAL, "tie": TIE, "target": TARGET, "sweep_seeds": list(SWEEP_SEEDS), **choice, "confirm": confirm,
             "choice_commit": CHOICE_COMMIT, "choice_time": CHOICE_TIME[:19].replace("T", " "),
             "choice_first": bool(confirm_started) and all(t and t > CHOICE_TIME[:19] for t in confirm_started),

@@ -22,6 +22,7 @@ from ..paths import SWEEPS_DIR, Reports, atomic_write_bytes, resolve, utc_now, u
 from ..errors import RunNotFound
 from ..runs import Run, write_json
 from ..stats import interval
+from . import speed
 
 RUN_FILES = ("config.yaml", "history.json", "env.json", "results.json")
 NUMERIC = ("selected_epoch", "val_acc", "test_acc", "test_acc_at_threshold", "final_test_acc", "best_test_acc",
@@ -130,7 +131,9 @@ def summarize(sweeps_dir: str = SWEEPS_DIR, reports: Reports = Reports(), copy_r
             for run in runs:
                 for f in RUN_FILES:
                     atomic_write_bytes(reports.sweep(g["group"]) / run.dir.name / f, (run.dir / f).read_bytes())
-    summary = {"command": "python -m mnist_pairs summarize", "written": utc_now(),
-               "groups": {g["group"]: g for g in groups}}
+    by_name = {g["group"]: g for g in groups}
+    summary = {"command": "python -m mnist_pairs summarize", "written": utc_now(), "groups": by_name}
+    if (fast := speed.summary_record(by_name)) is not None:    # issue 22's recipe: rule commit, choice, confirmation
+        summary["time_to_accuracy"] = fast
     write_json(out, summary)
     return summary
