@@ -33,6 +33,15 @@ EMA_STUCK = 0.5
 REFERENCES = ("confirm_seed__validation", "confirm_improved__validation")
 
 
+def _interval(group: dict, key: str) -> dict:
+    """{"mean", "ci95"} of one summary field of a group, the shape formats.pm prints."""
+    return {"mean": group["mean"][key], "ci95": group["ci95"][key]}
+
+
+def _machines(group: dict) -> dict:
+    return {"precisions": sorted({r["precision"] for r in group["runs"]}), "cpus": sorted({r["cpu"] for r in group["runs"]})}
+
+
 def candidate_row(group: dict, subset_images: int | None = None) -> dict:
     """One candidate's means. With the subset's training images known: its optimizer steps (one per
     shared-encoding batch) and, for weight EMA, the weight the averaged model still gives the first
@@ -46,11 +55,9 @@ def candidate_row(group: dict, subset_images: int | None = None) -> dict:
     return {"steps": steps, "ema_first_weight": first, "ema_stuck": first is not None and first >= EMA_STUCK,
             "group": group["group"], "params": group["name"], "epochs": cfg["epochs"], "lr": cfg["lr"],
             "ema": cfg["ema"], "n_runs": group["n_runs"], "seeds": [r["seed"] for r in group["runs"]],
-            "val": {"mean": group["mean"]["val_acc"], "ci95": group["ci95"]["val_acc"]},
-            "heldout": {"mean": group["mean"]["heldout_acc"], "ci95": group["ci95"]["heldout_acc"]},
+            "val": _interval(group, "val_acc"), "heldout": _interval(group, "heldout_acc"),
             "train_s": group["mean"]["train_seconds"], "admissible": group["mean"]["val_acc"] >= ADMIT_VAL,
-            "started": sorted(r["started"] for r in group["runs"] if r.get("started")),
-            "precisions": sorted({r["precision"] for r in group["runs"]}), "cpus": sorted({r["cpu"] for r in group["runs"]})}
+            "started": sorted(r["started"] for r in group["runs"] if r.get("started")), **_machines(group)}
 
 
 def choose(groups: dict, subset_images: int | None = None) -> dict:
@@ -73,9 +80,8 @@ def reference_row(group: dict) -> dict:
     return {"group": group["group"], "model": group["model"], "params": group["params"],
             "reaches_target": group["mean"]["heldout_acc"] >= TARGET["heldout_acc"], "lr": group["config"]["lr"],
             "epochs": group["config"]["epochs"], "seeds": [r["seed"] for r in group["runs"]],
-            "heldout": {"mean": group["mean"]["heldout_acc"], "ci95": group["ci95"]["heldout_acc"]},
-            "train_s_min": min(secs), "train_s_max": max(secs),
-            "precisions": sorted({r["precision"] for r in group["runs"]}), "cpus": sorted({r["cpu"] for r in group["runs"]})}
+            "heldout": _interval(group, "heldout_acc"), "train_s_min": min(secs), "train_s_max": max(secs),
+            **_machines(group)}
 
 
 def _plan_first(rows: list[dict]) -> bool:
