@@ -8,10 +8,13 @@ A run's config.yaml records the resolved device and precision, so it says what r
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
+import re
 import subprocess
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 
@@ -97,17 +100,31 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def torchvision_version() -> str:
+    """torchvision.__version__ with its local tag (e.g. 0.29.1+cu130, which the installed
+    distribution's metadata lacks), read from its version.py: importing torchvision pulls in
+    torch._dynamo, about 2 s for every process that records its environment."""
+    spec = importlib.util.find_spec("torchvision")
+    version_py = Path(spec.origin).with_name("version.py") if spec and spec.origin else None
+    if version_py and version_py.is_file():
+        m = re.search(r"^__version__ = '([^']+)'", version_py.read_text(encoding="utf-8"), re.M)
+        if m:
+            return m.group(1)
+    import torchvision
+
+    return torchvision.__version__
+
+
 def environment(device: torch.device, precision: str) -> dict:
     """Facts a reader needs to trust or reproduce a run's numbers and timings."""
     import matplotlib
     import numpy
     import sklearn
-    import torchvision
 
     flags = cpu_flags()
     return {
         "python": platform.python_version(), "platform": platform.platform(),
-        "torch": torch.__version__, "torchvision": torchvision.__version__, "numpy": numpy.__version__,
+        "torch": torch.__version__, "torchvision": torchvision_version(), "numpy": numpy.__version__,
         "scikit_learn": sklearn.__version__, "matplotlib": matplotlib.__version__,
         "git_commit": _git_commit(), "device": str(device), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
         "cpu_isa": "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "other",

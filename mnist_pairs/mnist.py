@@ -226,14 +226,28 @@ def ensure_mnist(root=None, *, dataset: str = "mnist", sources=None, log=print) 
     raise MNISTUnavailable(f"could not obtain verified {FOLDERS[dataset]}. Tried:\n  - " + "\n  - ".join(failures))
 
 
+def read_idx(path: Path) -> torch.Tensor:
+    """One uncompressed IDX file of unsigned bytes (type 0x08) as a uint8 tensor of its dims:
+    the format torchvision's MNIST reader parses, read here without importing torchvision
+    (its import costs every training process and notebook kernel about 2 s)."""
+    blob = Path(path).read_bytes()
+    zero, kind, ndim = struct.unpack(">HBB", blob[:4])
+    if zero != 0 or kind != 0x08:
+        raise MNISTUnavailable(f"{path}: not an IDX file of unsigned bytes (header {blob[:4].hex()})")
+    dims = struct.unpack(f">{ndim}I", blob[4:4 + 4 * ndim])
+    body = blob[4 + 4 * ndim:]
+    if len(body) != int(np.prod(dims)):
+        raise MNISTUnavailable(f"{path}: {len(body)} bytes after the header, dims {dims} need {int(np.prod(dims))}")
+    return torch.frombuffer(bytearray(body), dtype=torch.uint8).reshape(dims)
+
+
 def load_mnist(root=None, train: bool = True, verify: bool = True,
                dataset: str = "mnist") -> tuple[torch.Tensor, torch.Tensor]:
-    """(images uint8 (N,28,28), labels int64 (N,)) read by torchvision from verified files
+    """(images uint8 (N,28,28), labels int64 (N,)) from the verified IDX files
     (verify=False: the caller has just run ensure_mnist)."""
-    from torchvision import datasets
-
     root = data_root(root)
     if verify:
         ensure_mnist(root, dataset=dataset)
-    ds = getattr(datasets, FOLDERS[dataset])(str(root), train=train, download=False)
-    return ds.data, ds.targets
+    split = "train" if train else "t10k"
+    folder = raw_dir(root, dataset)
+    return read_idx(folder / f"{split}-images-idx3-ubyte"), read_idx(folder / f"{split}-labels-idx1-ubyte").long()

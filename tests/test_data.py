@@ -34,23 +34,47 @@ def test_official_checksums(mnist_root):
     assert torch.bincount(yt).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip_byte", "delete"])
-def test_damaged_file_is_detected_and_rebuilt(tmp_path, mnist_root, damage):
+def test_load_mnist_reads_what_torchvision_reads(tmp_path, mnist_root):
+    """load_mnist parses the IDX files itself (no torchvision import): the same tensors, dtypes
+    and shapes as torchvision's MNIST reader, for both splits; a file that is not IDX bytes is refused."""
+    from torchvision import datasets
+
+    for train in (True, False):
+        x, y = M.load_mnist(mnist_root, train=train, verify=False)
+        ds = datasets.MNIST(str(mnist_root), train=train, download=False)
+        assert x.dtype == ds.data.dtype and y.dtype == ds.targets.dtype
+        assert torch.equal(x, ds.data) and torch.equal(y, ds.targets)
+    blob = (mnist_root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").read_bytes()
+    for bad, match in ((blob[:2] + b"\x0d" + blob[3:], "not an IDX file"), (blob[:-1], "dims")):
+        (tmp_path / "f").write_bytes(bad)
+        with pytest.raises(M.MNISTUnavailable, match=match):
+            M.read_idx(tmp_path / "f")
+
+
+def test_damaged_files_are_detected_and_rebuilt(tmp_path, mnist_root):
+    """Each kind of damage is detected by its own status; one rebuild then restores every file
+    (the rebuild is one code path whatever the damage: the wheel's CSVs, ~6 s a time)."""
     root = _scratch_root(tmp_path, mnist_root)
-    victim = root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
-    blob = victim.read_bytes()
-    if damage == "truncate":
-        victim.write_bytes(blob[:-100])
-    elif damage == "flip_byte":
-        victim.write_bytes(blob[:-1] + bytes([blob[-1] ^ 0xFF]))
-    else:
-        victim.unlink()
-    assert M.verify_mnist(root)["t10k-labels-idx1-ubyte"] != "ok"
+    raw = root / "MNIST" / "raw"
+    victims = {"t10k-labels-idx1-ubyte": "truncate", "train-labels-idx1-ubyte": "flip_byte",
+               "t10k-images-idx3-ubyte": "delete"}
+    for name, damage in victims.items():
+        blob = (raw / name).read_bytes()
+        if damage == "truncate":
+            (raw / name).write_bytes(blob[:-100])
+        elif damage == "flip_byte":
+            (raw / name).write_bytes(blob[:-1] + bytes([blob[-1] ^ 0xFF]))
+        else:
+            (raw / name).unlink()
+    status = M.verify_mnist(root)
+    assert status["t10k-labels-idx1-ubyte"].startswith("wrong size")
+    assert status["train-labels-idx1-ubyte"].startswith("md5 mismatch")
+    assert status["t10k-images-idx3-ubyte"] == "missing" and status["train-images-idx3-ubyte"] == "ok"
     messages = []
     M.ensure_mnist(root, log=messages.append)  # torchvision's mirrors fail here; the wheel rebuilds
     assert M.verify_mnist(root) == {name: "ok" for name in M.MNIST_FILES}
     assert any("verified from source" in m for m in messages)
-    assert not list((root / "MNIST" / "raw").glob(".*tmp*")), "temporary files left behind"
+    assert not list(raw.glob(".*tmp*")), "temporary files left behind"
 
 
 def test_every_source_failing_names_each(tmp_path):

@@ -38,3 +38,12 @@ def test_cli_help_shows_defaults_and_bad_override_fails_cleanly():
     assert bad.returncode == 2 and "did you mean 'epochs'" in bad.stderr
     v = run("verify-data")
     assert v.returncode == 0 and v.stdout.count("ok") == 4
+
+
+def test_run_environment_records_torchvision_version_without_importing_it():
+    """env.json's torchvision version (local tag included) is read from the package's version.py,
+    so a run does not pay torchvision's import; it is the version torchvision itself reports."""
+    code = ("import sys; from mnist_pairs import hardware; v = hardware.torchvision_version(); "
+            "assert 'torchvision' not in sys.modules; import torchvision; print(v == torchvision.__version__, v)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
+    assert out.returncode == 0 and out.stdout.startswith("True "), out.stdout + out.stderr[-2000:]

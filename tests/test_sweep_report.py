@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pytest
 import yaml
@@ -25,6 +26,17 @@ def swept(tmp_path_factory):
     test = SweepSpec("params/smoke.yaml", "test", TINY, None, str(root))
     sweep(test, [0, 1], workers=1, log=lambda m: None)
     return root, val, runs
+
+
+@pytest.fixture(scope="module")
+def published(swept, tmp_path_factory):
+    """The sweeps summarized into a reports folder with the first run published as the seed's
+    model (its figures take most of the time: made once, copied by the test that alters them)."""
+    root, _, runs = swept
+    reports = tmp_path_factory.mktemp("published") / "reports"
+    summary = summarize(str(root), Reports(reports))
+    publish(analyze(runs[0], log=lambda m: None), "seed_siamese", reports)
+    return reports, summary
 
 
 def test_seed_ranges():
@@ -80,10 +92,8 @@ def test_a_killed_trial_is_resumed_by_the_next_sweep(tmp_path):
     assert states == ["COMPLETE", "FAIL"] and os.getpid() != gone.pid
 
 
-def test_summary_and_report(swept, tmp_path):
-    root, _, runs = swept
-    reports = tmp_path / "reports"
-    summary = summarize(str(root), Reports(reports))
+def test_summary_and_report(published):
+    reports, summary = published
     groups = summary["groups"]
     assert set(groups) == {"smoke__validation", "smoke__test"}
     g = groups["smoke__validation"]
@@ -97,7 +107,6 @@ def test_summary_and_report(swept, tmp_path):
     assert g["ci95"]["heldout_acc"][0] < g["mean"]["heldout_acc"] < g["ci95"]["heldout_acc"][1]
     assert (reports / "sweeps" / "smoke__validation" / "seed0" / "results.json").is_file()
 
-    publish(analyze(runs[0], log=lambda m: None), "seed_siamese", reports)
     text = R.write_report(reports).read_text(encoding="utf-8")
     assert "验证协议" in text and "测试协议" in text
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
@@ -108,11 +117,9 @@ def test_summary_and_report(swept, tmp_path):
     assert "如何复现" in text and "95% 预测区间" in text
 
 
-def test_report_on_a_cpu_without_bf16_says_fp32_and_claims_nothing_else(swept, tmp_path):
-    root, _, runs = swept
+def test_report_on_a_cpu_without_bf16_says_fp32_and_claims_nothing_else(published, tmp_path):
     reports = tmp_path / "reports"
-    summarize(str(root), Reports(reports))
-    publish(analyze(runs[0], log=lambda m: None), "seed_siamese", reports)
+    shutil.copytree(published[0], reports)
     env_path = reports / "runs" / "seed_siamese" / "env.json"
     env = json.loads(env_path.read_text())
     env.update(cpu="AMD EPYC 7B12 (AVX2 fixture)", cpu_isa="avx2", cpu_native_bf16=False, precision="fp32",
