@@ -39,8 +39,9 @@ study-smoke: $(STAMP)
 	$(BIN)/python -m mnist_pairs study --smoke
 
 # The unit tests, the study smoke among them (tests/test_study.py), then the notebooks by nbval.
+# --durations=25: where the time goes, printed by every run (CI's log included).
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=25 tests
 	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg notebooks
 
 # The report's robustness table (issue 21): both published models on held-out pairs drawn as pictures

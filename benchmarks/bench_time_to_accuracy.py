@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from mnist_pairs.config import load_config
+from mnist_pairs.errors import UserError
 from mnist_pairs.models import parameter_count
 from mnist_pairs.paramfile import parse_int_list, parse_override
 from mnist_pairs.paths import EXPERIMENTS_DIR, PROJECT_ROOT, resolve
@@ -100,8 +101,11 @@ def main(argv=None) -> int:
     p.add_argument("--out-dir", default=None, help="where the runs go (default experiments/time_to_accuracy/<recipe>)")
     p.add_argument("--out", default=None, help='also write the JSON to this file ("{precision}" is replaced by bf16 or fp32)')
     args = p.parse_args(argv)
-    seeds = parse_int_list(args.seeds, "--seeds")
-    cfg = load_config(args.params, **dict(parse_override(o) for o in args.set))  # a bad recipe fails here
+    try:  # bad seeds or a bad recipe: one `error: …` line (exit 2) before anything runs
+        seeds = parse_int_list(args.seeds, "--seeds")
+        cfg = load_config(args.params, **dict(parse_override(o) for o in args.set))
+    except UserError as e:
+        p.error(str(e))
     out_dir = resolve(args.out_dir) if args.out_dir else EXPERIMENTS_DIR / "time_to_accuracy" / Path(args.params).stem
     fused_build_s = build_fused_kernel(cfg)
     runs = []

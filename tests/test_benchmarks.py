@@ -77,6 +77,23 @@ def test_time_to_accuracy_refuses_to_time_a_finished_run(tmp_path, monkeypatch):
         timed_run("params/smoke.yaml", 3, [], tmp_path)
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--params", "params/smoke.yaml", "--seeds", "a-b"], "--seeds expects a range"),
+    (["--params", "params/smoke.yaml", "--seeds", "1,1"], "repeats a value"),
+    (["--params", "params/smoke.yaml", "--seeds", "0", "--set", "epcohs=1"], "did you mean 'epochs'"),
+    (["--params", "params/no_such.yaml", "--seeds", "0"], "no_such.yaml"),
+], ids=["seeds_text", "seeds_repeat", "override", "params"])
+def test_time_to_accuracy_bad_arguments_fail_in_one_line(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT / "benchmarks"))
+    from bench_time_to_accuracy import main
+
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--out-dir", str(tmp_path / "runs")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and ": error: " in err[-1] and message in err[-1], err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_time_to_accuracy_target_needs_the_mean_every_seed_and_the_time(monkeypatch):
     monkeypatch.syspath_prepend(str(PROJECT_ROOT / "benchmarks"))
     from bench_time_to_accuracy import verdict
