@@ -3,9 +3,10 @@ wall seconds from the start of a fresh `python -m mnist_pairs train` process to 
 whether its validation-selected checkpoint reaches the target on the held-out pairs.
 
     python benchmarks/bench_time_to_accuracy.py --params params/confirm_fast.yaml --seeds 10-12 \
-        --out-dir experiments/sweeps/confirm_fast__validation \
-        --out "reports/benchmarks/time_to_accuracy_{precision}.json"         # make confirm-fast
-    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python benchmarks/...   # the fp32 path on any CPU
+        --out-dir experiments/sweeps/confirm_fast__validation_bf16 \
+        --out "reports/benchmarks/time_to_accuracy_{precision}.json"         # make confirm-fast (bf16 CPU)
+    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python benchmarks/... \
+        --out-dir experiments/sweeps/confirm_fast__validation ...          # the fp32 path on any CPU
 
 `{precision}` in --out is replaced by the runs' precision (bf16 or fp32): one JSON per path. Each
 seed's run goes to <out-dir>/seed<N>/, as a sweep lays them out, so a folder named

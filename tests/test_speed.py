@@ -94,17 +94,24 @@ def test_the_confirmation_verdict_per_path_from_the_benchmark_json(tmp_path):
              "target": {"every_seed_heldout_acc": 0.992}, "runs": [{"seed": 10, "heldout_acc": 0.9915}, {"seed": 11, "heldout_acc": 0.995}]}
     (rp.benchmarks / speed.BENCH_FILES["fp32"]).write_text(json.dumps(bench))
     groups = _groups([(0.99, 200)] * 4)
-    groups[speed.CONFIRM] = _group(speed.CONFIRM, 0.993, 215, seeds=(10, 11), started="2026-11-30T15:00:00")
-    for r in groups[speed.CONFIRM]["runs"]:
+    fp32, bf16 = speed.CONFIRM["fp32"], speed.CONFIRM["bf16"]
+    groups[fp32] = _group(fp32, 0.993, 215, seeds=(10, 11), started="2026-11-30T15:00:00")
+    groups[bf16] = _group(bf16, 0.994, 110, seeds=(10, 11), started="2026-11-30T16:00:00")
+    for r in groups[fp32]["runs"]:
         r["cpu_native_bf16"] = False
     facts = speed.report_facts(groups, rp)
     b = facts["benches"]["fp32"]
     assert b["below_floor"] == [10] and b["no_native_bf16"] and b["wall_range"] == [300.0, 320.0]
+    assert b["confirm"]["group"] == fp32           # each path is shown with its own confirmation runs
     assert facts["verdict"] == "missed" and facts["missing_paths"] == ["bf16"] and facts["choice_first"]
+    assert facts["confirm_seeds_fresh"]            # the same seeds on both paths are not a reuse
+    groups[bf16]["runs"][0]["started"] = "2026-11-30T14:00:00"     # before the choice's commit
+    assert not speed.report_facts(groups, rp)["choice_first"]
+    del groups[bf16]
     bench["met"] = True
     (rp.benchmarks / speed.BENCH_FILES["fp32"]).write_text(json.dumps(bench))
     assert speed.report_facts(groups, rp)["verdict"] == "open"      # the bf16 path is not measured: not met
-    groups[speed.CONFIRM]["runs"][0]["cpu_native_bf16"] = True
+    groups[fp32]["runs"][0]["cpu_native_bf16"] = True
     assert not speed.report_facts(groups, rp)["benches"]["fp32"]["no_native_bf16"]
 
 
@@ -112,7 +119,8 @@ def test_the_summary_keeps_the_rule_commit_the_choice_and_the_confirmation_group
     groups = _groups([(0.985, 100), (0.990, 300), (0.9929, 400), (0.991, 200)])
     rec = speed.summary_record(groups)
     assert rec["rule_commit"] == speed.PLAN_COMMIT and rec["rule_precedes_runs"]
-    assert (rec["chosen"], rec["recipe_params"], rec["confirmation_group"]) == ("fast_c__validation", "params/fast_c.yaml", None)
-    groups[speed.CONFIRM] = _group(speed.CONFIRM, 0.993, 215, seeds=(10, 11, 12))
-    assert speed.summary_record(groups)["confirmation_group"] == speed.CONFIRM
+    assert (rec["chosen"], rec["recipe_params"]) == ("fast_c__validation", "params/fast_c.yaml")
+    assert rec["confirmation_groups"] == {"fp32": None, "bf16": None}
+    groups[speed.CONFIRM["bf16"]] = _group(speed.CONFIRM["bf16"], 0.993, 215, seeds=(10, 11, 12))
+    assert speed.summary_record(groups)["confirmation_groups"] == {"fp32": None, "bf16": speed.CONFIRM["bf16"]}
     assert speed.summary_record({}) is None

@@ -4,8 +4,8 @@
 
 The rule is docs/plans/time_to_accuracy.md, registered in PLAN_COMMIT before any candidate ran;
 `choose` applies it to the summary's candidate groups (validation accuracy and training seconds
-only). The confirmation is benchmarks/bench_time_to_accuracy.py on fresh seeds: its runs form the
-summary group CONFIRM and its JSON, one per precision path, holds the wall times and the verdict.
+only). The confirmation is benchmarks/bench_time_to_accuracy.py on fresh seeds, once per precision
+path: each path's runs form its summary group (CONFIRM) and its JSON holds the wall times and the verdict.
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ CANDIDATES = ("fast_a__validation", "fast_b__validation", "fast_c__validation", 
 SWEEP_SEEDS = (0, 1, 2)
 ADMIT_VAL = 0.9930        # admissible: mean validation accuracy at least this
 TIE = 0.05                # mean training seconds within 5 % of the fastest admissible one tie
-CONFIRM = "confirm_fast__validation"
+# each precision path's confirmation runs (the same seeds, so one group per path): the fp32 path ran first
+CONFIRM = {"fp32": "confirm_fast__validation", "bf16": "confirm_fast__validation_bf16"}
 # the commit that wrote the rule's choice into params/confirm_fast.yaml, before the confirmation ran
 CHOICE_COMMIT, CHOICE_TIME = "b566825", "2026-11-30T14:51:39+00:00"
 CONFIRM_SEEDS = (10, 11, 12)
@@ -100,8 +101,8 @@ def summary_record(groups: dict) -> dict | None:
             "candidates": list(CANDIDATES), "rule_precedes_runs": _plan_first(choice["rows"]),
             "chosen": choice["chosen"], "why": choice["why"],
             "recipe_params": f"params/{choice['chosen'].split('__')[0]}.yaml" if choice["chosen"] else None,
-            "confirm_params": f"params/{CONFIRM.split('__')[0]}.yaml", "choice_commit": CHOICE_COMMIT,
-            "choice_time": CHOICE_TIME, "confirmation_group": CONFIRM if CONFIRM in groups else None,
+            "confirm_params": "params/confirm_fast.yaml", "choice_commit": CHOICE_COMMIT, "choice_time": CHOICE_TIME,
+            "confirmation_groups": {path: name if name in groups else None for path, name in CONFIRM.items()},
             "confirm_seeds": list(CONFIRM_SEEDS), "benchmarks": {k: f"reports/benchmarks/{v}" for k, v in BENCH_FILES.items()}}
 
 
@@ -113,27 +114,29 @@ def report_facts(groups: dict, reports: Reports, subset_images: int | None = Non
         return None
     benches = {path: json.loads(f.read_text()) for path, name in BENCH_FILES.items()
                if (f := reports.benchmarks / name).is_file()}
-    confirm = groups.get(CONFIRM)
-    for b in benches.values():
+    confirms = {path: groups[name] for path, name in CONFIRM.items() if name in groups}
+    for path, b in benches.items():
         b["wall_range"] = b["wall_s"]["ci95"]                 # the 95 % interval of the mean wall seconds
         b["below_floor"] = [r["seed"] for r in b["runs"] if r["heldout_acc"] < b["target"]["every_seed_heldout_acc"]]
-        # the confirmation runs of this precision recorded a CPU without native bf16, and no ISA cap imitated one
-        same = [r for r in confirm["runs"] if r["precision"] == b["precision"]] if confirm else []
+        b["confirm"] = confirms.get(path)                      # this path's confirmation group
+        # its runs recorded a CPU without native bf16, and no ISA cap imitated one
+        same = [r for r in b["confirm"]["runs"] if r["precision"] == b["precision"]] if b["confirm"] else []
         b["no_native_bf16"] = bool(same) and not b["isa_caps"] and all(r.get("cpu_native_bf16") is False for r in same)
     verdict = "missed" if any(not b["met"] for b in benches.values()) else \
         "met" if benches and len(benches) == len(BENCH_FILES) else "open"
     chosen = next((r for r in choice["rows"] if r["group"] == choice["chosen"]), None)
     references = [reference_row(groups[g]) for g in REFERENCES if g in groups]
     started = [s for r in choice["rows"] for s in r["started"]]
-    confirm_started = [r.get("started") for r in confirm["runs"]] if confirm else []
+    confirm_started = [r.get("started") for g in confirms.values() for r in g["runs"]]
     return {"plan_file": PLAN_FILE, "plan_commit": PLAN_COMMIT, "plan_time": PLAN_TIME[:19].replace("T", " "),
             "first_started": min(started).replace("T", " ") if started else None,
             "plan_first": _plan_first(choice["rows"]),
-            "admit_val": ADMIT_VAL, "tie": TIE, "target": TARGET, "sweep_seeds": list(SWEEP_SEEDS), **choice, "confirm": confirm,
+            "admit_val": ADMIT_VAL, "tie": TIE, "target": TARGET, "sweep_seeds": list(SWEEP_SEEDS), **choice,
+            "confirm": next(iter(confirms.values()), None),   # the recipe's settings (the same on every path)
             "choice_commit": CHOICE_COMMIT, "choice_time": CHOICE_TIME[:19].replace("T", " "),
             "choice_first": bool(confirm_started) and all(t and t > CHOICE_TIME[:19] for t in confirm_started),
             "confirm_seeds_fresh": not any(r["seed"] in CONFIRM_SEEDS for name, g in groups.items()
-                                           if name != CONFIRM for r in g["runs"]),
+                                           if name not in CONFIRM.values() for r in g["runs"]),
             "benches": benches, "missing_paths": [p for p in BENCH_FILES if p not in benches], "verdict": verdict,
             "chosen_row": chosen, "chosen_short_by": max(ADMIT_VAL - chosen["val"]["mean"], 0.0) if chosen else None,
             "references": references, "improved_ref": next((r for r in references if r["group"] == REFERENCES[1]), None)}
