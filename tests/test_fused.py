@@ -27,7 +27,7 @@ TOL = {torch.float32: {"rtol": 1.3e-6, "atol": 1e-5}, torch.bfloat16: {"rtol": 2
 
 @pytest.fixture(scope="session")
 def kernels():
-    return fused.kernels()  # built once (about 20 s), then loaded from torch's extension cache
+    return fused.kernels()  # built once (about 10 s), then loaded from torch's extension cache
 
 
 def _block(pool: nn.Module) -> nn.Sequential:

@@ -34,7 +34,7 @@ SOURCE = Path(__file__).with_name("csrc") / "fused_blocks.cpp"
 
 @functools.lru_cache(maxsize=None)
 def kernels():
-    """The compiled extension (built once per machine and torch version, then loaded from cache)."""
+    """The kernels' operators (built once per machine and torch version, then loaded from cache)."""
     import logging
 
     from ..hardware import cpu_flags
@@ -51,13 +51,14 @@ def kernels():
     # AVX2 + FMA at most, so the kernel is the same on both kinds of the project's CPUs
     isa = ["-mavx2", "-mfma"] if {"avx2", "fma"} <= cpu_flags() else []
     try:
-        return cpp_extension.load(name="mnist_pairs_fused_blocks", sources=[str(SOURCE)],
-                                  extra_cflags=["-O3", "-fopenmp", *isa], extra_ldflags=["-fopenmp"],
-                                  verbose=bool(os.environ.get("MNIST_PAIRS_VERBOSE_BUILD")))
+        cpp_extension.load(name="mnist_pairs_fused_blocks", sources=[str(SOURCE)], is_python_module=False,
+                           extra_cflags=["-O3", "-fopenmp", *isa], extra_ldflags=["-fopenmp"],
+                           verbose=bool(os.environ.get("MNIST_PAIRS_VERBOSE_BUILD")))
     except (OSError, RuntimeError, ImportError) as e:
         raise ConfigError(f"fused_blocks: the C++ kernel {SOURCE.name} did not build ({type(e).__name__}: "
                           f"{str(e).strip().splitlines()[-1] if str(e).strip() else e}); it needs a C++ compiler "
                           "(g++); set fused_blocks: false to train with the plain modules") from e
+    return torch.ops.mnist_pairs_fused    # the operators the library registered when it was loaded
 
 
 def require(device: torch.device, precision: str) -> None:

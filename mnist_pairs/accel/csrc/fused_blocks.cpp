@@ -12,7 +12,10 @@
 // the pooled elements. Statistics are summed in float within a sample, in double across samples.
 // bfloat16 tensors (bf16 autocast) are read and written as bfloat16 and computed in float, as the
 // modules do; parameters, statistics and their gradients are float32.
-#include <torch/extension.h>
+// ATen and the operator registry only: no pybind11 and no C++ frontend, so a fresh build takes about
+// 10 s instead of 26 s. Python calls the kernels as torch.ops.mnist_pairs_fused.<name>.
+#include <ATen/ATen.h>
+#include <torch/library.h>
 #include <ATen/Parallel.h>
 
 #include <bit>
@@ -335,7 +338,7 @@ std::vector<at::Tensor> bn_relu_avgpool_backward(const at::Tensor& dout, const a
   return out;
 }
 
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+TORCH_LIBRARY(mnist_pairs_fused, m) {
   m.def("bn_relu_maxpool_forward", &bn_relu_maxpool_forward);
   m.def("bn_relu_maxpool_backward", &bn_relu_maxpool_backward);
   m.def("bn_relu_avgpool_forward", &bn_relu_avgpool_forward);
