@@ -23,6 +23,9 @@ CL = torch.channels_last
 WEIGHT = [1.0, -0.5, 2.0, 0.3, 0.0, 1.5]
 BIAS = [0.1, -0.2, 0.3, 0.0, 0.7, -0.1]
 TOL = {torch.float32: {"rtol": 1.3e-6, "atol": 1e-5}, torch.bfloat16: {"rtol": 2 ** -7, "atol": 1e-3}}
+# d weight and d bias are sums over a channel's B*H*W = 1,024 elements: in float32 the modules' sum
+# rounds by its order, which follows their thread count (1.4e-5 on a value of 1.3 with one thread)
+SUM_TOL = {torch.float32: {"rtol": 1.3e-6, "atol": 5e-5}, torch.bfloat16: TOL[torch.bfloat16]}
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +64,8 @@ def test_block_equals_the_modules_in_the_same_dtype(kernels, pool, dtype):
     assert got[2][4] != 0                   # the zero-scale channel is live: its weight has a gradient
     for name, g, p in zip(("output", "d input", "d weight", "d bias"), got, want):
         assert g.dtype == p.dtype and g.shape == p.shape, name
-        torch.testing.assert_close(g.float(), p.float(), **TOL[p.dtype], msg=name)
+        tol = SUM_TOL if name in ("d weight", "d bias") else TOL
+        torch.testing.assert_close(g.float(), p.float(), **tol[p.dtype], msg=name)
     bn, bn_plain = fused_seq[0], plain_seq[0]
     assert int(bn.num_batches_tracked) == int(bn_plain.num_batches_tracked) == 1
     torch.testing.assert_close(bn.running_mean, bn_plain.running_mean, rtol=0, atol=1e-6)
