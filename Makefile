@@ -39,9 +39,14 @@ study-smoke: $(STAMP)
 	$(BIN)/python -m mnist_pairs study --smoke
 
 # The unit tests, the study smoke among them (tests/test_study.py), then the notebooks by nbval.
+# The unit tests run on TEST_WORKERS pytest-xdist workers, each test file whole on one worker (its
+# module fixtures built once); OMP_NUM_THREADS=1 gives every torch process of the tests (workers,
+# trainings, notebook kernels) one thread, so two workers fill 2 cores without oversubscribing them
+# (with torch's 2 threads each, waiting threads spin and the run is slower than serial).
 # --durations=25: where the time goes, printed by every run (CI's log included).
-test: $(STAMP) browser
-	$(BIN)/python -m pytest -q --durations=25 tests
+TEST_WORKERS ?= 2
+test: $(STAMP) browser data
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25 tests
 	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg notebooks
 
 # The report's robustness table (issue 21): both published models on held-out pairs drawn as pictures
