@@ -3,6 +3,7 @@ They write data only: one JSON object, printed as the last line and written with
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -30,7 +31,10 @@ def test_bench_epoch_quick_reports_every_field(tmp_path):
     assert r["quick"] is True and r["rounds"] == 1 and r["device"] == "cpu"
     assert r["precision"] in ("fp32", "bf16") and r["autocast"] == {"fp32": "off", "bf16": "bfloat16"}[r["precision"]]
     assert isinstance(r["cpu_native_bf16"], bool)
-    assert r["command"].startswith("python benchmarks/bench_epoch.py --quick") and r["measured"]
+    # the command as run: the ISA caps of this environment (the AVX2 imitation), if any, come first
+    assert r["isa_caps"] == {k: os.environ[k] for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY") if k in os.environ}
+    caps = "".join(f"{k}={v} " for k, v in r["isa_caps"].items())
+    assert r["command"].startswith(caps + "python benchmarks/bench_epoch.py --quick") and r["measured"]
     assert "table_zh" not in r
     assert json.loads(out.read_text()) == r  # the file holds exactly the printed data
 
