@@ -115,7 +115,7 @@ def test_the_confirmation_verdict_per_path_from_the_benchmark_json(tmp_path):
     assert not speed.report_facts(groups, rp)["benches"]["fp32"]["no_native_bf16"]
 
 
-def test_the_summary_keeps_the_rule_commit_the_choice_and_the_confirmation_group():
+def test_the_summary_keeps_the_rule_commit_the_choice_and_each_paths_confirmation_group():
     groups = _groups([(0.985, 100), (0.990, 300), (0.9929, 400), (0.991, 200)])
     rec = speed.summary_record(groups)
     assert rec["rule_commit"] == speed.PLAN_COMMIT and rec["rule_precedes_runs"]
