@@ -230,15 +230,17 @@ def read_idx(path: Path) -> torch.Tensor:
     """One uncompressed IDX file of unsigned bytes (type 0x08) as a uint8 tensor of its dims:
     the format torchvision's MNIST reader parses, read here without importing torchvision
     (that import pulls in torch._dynamo: about 2.4 s here, where a process builds no optimizer)."""
-    blob = Path(path).read_bytes()
+    path = Path(path)
+    blob = bytearray(path.stat().st_size)       # read once into the buffer the tensor then shares
+    with open(path, "rb") as f:
+        f.readinto(blob)
     zero, kind, ndim = struct.unpack(">HBB", blob[:4])
     if zero != 0 or kind != 0x08:
         raise MNISTUnavailable(f"{path}: not an IDX file of unsigned bytes (header {blob[:4].hex()})")
-    dims = struct.unpack(f">{ndim}I", blob[4:4 + 4 * ndim])
-    body = blob[4 + 4 * ndim:]
-    if len(body) != int(np.prod(dims)):
-        raise MNISTUnavailable(f"{path}: {len(body)} bytes after the header, dims {dims} need {int(np.prod(dims))}")
-    return torch.frombuffer(bytearray(body), dtype=torch.uint8).reshape(dims)
+    dims, header = struct.unpack(f">{ndim}I", blob[4:4 + 4 * ndim]), 4 + 4 * ndim
+    if len(blob) - header != int(np.prod(dims)):
+        raise MNISTUnavailable(f"{path}: {len(blob) - header} bytes after the header, dims {dims} need {int(np.prod(dims))}")
+    return torch.frombuffer(blob, dtype=torch.uint8, offset=header).reshape(dims)
 
 
 def load_mnist(root=None, train: bool = True, verify: bool = True,
