@@ -111,8 +111,8 @@ sweep-fast: $(STAMP)
 # the summary group confirm_fast__validation (fp32 path) or confirm_fast__validation_bf16 (bf16 path: a CPU
 # with native bf16). Nothing else should run meanwhile. For the fp32 path on a bf16 CPU, prefix
 # ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2.
-TTA_RUNS ?= experiments/sweeps/confirm_fast__validation$(shell $(BIN)/python -c \
-	"from mnist_pairs.hardware import cpu_has_native_bf16; print('_bf16' if cpu_has_native_bf16() else '')")
+TTA_RUNS ?= experiments/sweeps/$(shell $(BIN)/python -c "from mnist_pairs.hardware import cpu_has_native_bf16; \
+	from mnist_pairs.study.speed import CONFIRM; print(CONFIRM['bf16' if cpu_has_native_bf16() else 'fp32'])")
 confirm-fast: $(STAMP)
 	$(BIN)/python benchmarks/bench_time_to_accuracy.py --params params/confirm_fast.yaml --seeds 10-12 \
 		--out-dir $(TTA_RUNS) --out "reports/benchmarks/time_to_accuracy_{precision}.json"
