@@ -178,13 +178,12 @@ def test_cosine_schedule_and_weight_ema_are_scored_saved_and_resumed(tmp_path, m
     # the averaged weights are what was scored: they reproduce the last epoch's validation accuracy
     assert all(torch.equal(full.model("last").state_dict()[k], averaged[k]) for k in averaged)
     fmt = H.memory_format(full.cfg)     # scored as in training: in bf16 the layout changes the rounding
-    ev = T.evaluate(full.model("last").to(memory_format=fmt), T.DeviceData(load_data(full.cfg, lambda m: None), full.cfg,
-                                                       torch.device("cpu")), full.cfg, torch.device("cpu"),
+    data = T.DeviceData(load_data(full.cfg, lambda m: None), full.cfg, torch.device("cpu"))
+    ev = T.evaluate(full.model("last").to(memory_format=fmt), data, full.cfg, torch.device("cpu"),
                     full.cfg.precision, names=("val",))
     assert (ev["val_acc"], ev["val_loss"]) == (full.records[-1]["val_acc"], full.records[-1]["val_loss"])
     # best.pt holds the averaged weights of the selected epoch, whichever it is: they score what that epoch scored
-    best = T.evaluate(full.model("best").to(memory_format=fmt), T.DeviceData(load_data(full.cfg, lambda m: None), full.cfg,
-                                                        torch.device("cpu")), full.cfg, torch.device("cpu"),
+    best = T.evaluate(full.model("best").to(memory_format=fmt), data, full.cfg, torch.device("cpu"),
                       full.cfg.precision, names=("val",))
     selected = full.records[full.results["selected_epoch"] - 1]
     assert (best["val_acc"], best["val_loss"]) == (selected["val_acc"], selected["val_loss"])
