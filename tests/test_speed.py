@@ -91,7 +91,8 @@ def test_the_confirmation_verdict_per_path_from_the_benchmark_json(tmp_path):
     rp = Reports(tmp_path)
     rp.benchmarks.mkdir(parents=True)
     bench = {"precision": "fp32", "isa_caps": {}, "met": False, "wall_s": {"mean": 310.0, "ci95": [300.0, 320.0]},
-             "target": {"every_seed_heldout_acc": 0.992}, "runs": [{"seed": 10, "heldout_acc": 0.9915}, {"seed": 11, "heldout_acc": 0.995}]}
+             "target": {"every_seed_heldout_acc": 0.992}, "seeds": [10, 11],
+             "runs": [{"seed": 10, "heldout_acc": 0.9915}, {"seed": 11, "heldout_acc": 0.995}]}
     (rp.benchmarks / speed.BENCH_FILES["fp32"]).write_text(json.dumps(bench))
     groups = _groups([(0.99, 200)] * 4)
     fp32, bf16 = speed.CONFIRM["fp32"], speed.CONFIRM["bf16"]
@@ -113,6 +114,29 @@ def test_the_confirmation_verdict_per_path_from_the_benchmark_json(tmp_path):
     assert speed.report_facts(groups, rp)["verdict"] == "open"      # the bf16 path is not measured: not met
     groups[fp32]["runs"][0]["cpu_native_bf16"] = True
     assert not speed.report_facts(groups, rp)["benches"]["fp32"]["no_native_bf16"]
+
+
+def test_the_report_says_the_paths_share_seeds_only_when_they_do(tmp_path):
+    from mnist_pairs.paths import Reports
+
+    rp = Reports(tmp_path)
+    rp.benchmarks.mkdir(parents=True)
+    groups = _groups([(0.99, 200)] * 4)
+
+    def write(path, seeds):
+        bench = {"precision": path, "isa_caps": {}, "met": False, "wall_s": {"mean": 100.0, "ci95": [90.0, 110.0]},
+                 "target": {"every_seed_heldout_acc": 0.992}, "seeds": seeds,
+                 "runs": [{"seed": s, "heldout_acc": 0.99} for s in seeds]}
+        (rp.benchmarks / speed.BENCH_FILES[path]).write_text(json.dumps(bench))
+
+    write("fp32", [10, 11, 12])
+    facts = speed.report_facts(groups, rp)
+    assert (facts["bench_seeds"], facts["same_seeds"]) == ([10, 11, 12], False)     # one path: nothing shared
+    write("bf16", [10, 11, 12])
+    assert speed.report_facts(groups, rp)["same_seeds"]
+    write("bf16", [10, 11, 13])
+    facts = speed.report_facts(groups, rp)
+    assert (facts["bench_seeds"], facts["same_seeds"]) == ([10, 11, 12, 13], False)
 
 
 def test_the_summary_keeps_the_rule_commit_the_choice_and_each_paths_confirmation_group():

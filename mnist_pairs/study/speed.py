@@ -138,5 +138,7 @@ def report_facts(groups: dict, reports: Reports, subset_images: int | None = Non
             "confirm_seeds_fresh": not any(r["seed"] in CONFIRM_SEEDS for name, g in groups.items()
                                            if name not in CONFIRM.values() for r in g["runs"]),
             "benches": benches, "missing_paths": [p for p in BENCH_FILES if p not in benches], "verdict": verdict,
+            "bench_seeds": sorted({s for b in benches.values() for s in b["seeds"]}),   # over the measured paths
+            "same_seeds": len(benches) > 1 and len({tuple(b["seeds"]) for b in benches.values()}) == 1,
             "chosen_row": chosen, "chosen_short_by": max(ADMIT_VAL - chosen["val"]["mean"], 0.0) if chosen else None,
             "references": references, "improved_ref": next((r for r in references if r["group"] == REFERENCES[1]), None)}
