@@ -5,7 +5,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: study study-smoke test robustness demo browser confirm sweep sweep-beyond sweep-ablation sweep-levers sweep-fused sweep-fast confirm-fast summary lab data notebooks bench tensorboard clean-venv
+.PHONY: lock sweep-best study study-smoke test robustness demo browser confirm sweep sweep-beyond sweep-ablation sweep-levers sweep-fused sweep-fast confirm-fast summary lab data notebooks bench tensorboard clean-venv
 
 # uv (from PyPI) installs the same pins as pip in less than half the time (about 90 s against about
 # 200 s here: it unpacks torch's CUDA wheels in parallel). --compile-bytecode: this machine sets
@@ -17,13 +17,24 @@ PIP_INDEXES = $(shell $(PY) -m pip config get global.extra-index-url 2>/dev/null
 PIP_LINKS   = $(shell $(PY) -m pip config get global.find-links 2>/dev/null)
 UV_SOURCES  = --index-strategy unsafe-best-match $(foreach u,$(PIP_INDEXES),--extra-index-url $(u)) \
               $(foreach u,$(PIP_LINKS),--find-links $(u))
-$(STAMP): pyproject.toml constraints.txt
+# requirements.lock (`make lock`) names every package's exact version and sha256; the install checks the
+# hashes, then adds the project itself without dependencies.
+$(STAMP): pyproject.toml constraints.txt requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet uv && \
-	  $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python $(UV_SOURCES) -c constraints.txt -e . \
-	  || $(BIN)/pip install --quiet -c constraints.txt -e .
+	  $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python $(UV_SOURCES) --require-hashes -r requirements.lock \
+	  || $(BIN)/pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e . 2>/dev/null || $(BIN)/pip install --quiet --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mnist-pairs)"
 	touch $(STAMP)
+
+# requirements.lock from pyproject.toml (uv resolves with pip's indexes; tools/lock.py adds the header
+# naming the dependency list it came from). Run it after changing pyproject.toml's dependencies.
+lock:
+	test -x $(BIN)/uv || { test -x $(BIN)/python || $(PY) -m venv $(VENV); $(BIN)/pip install --quiet uv; }
+	$(BIN)/uv pip compile --quiet pyproject.toml --generate-hashes --python $(BIN)/python \
+		$(UV_SOURCES) -c constraints.txt --no-header -o requirements.lock
+	$(PY) tools/lock.py requirements.lock
 
 data: $(STAMP)
 	$(BIN)/python -m mnist_pairs fetch-data
@@ -104,6 +115,13 @@ sweep-fused: $(STAMP)
 FAST = fast_a fast_b fast_c fast_d
 sweep-fast: $(STAMP)
 	for p in $(FAST); do $(BIN)/python -m mnist_pairs sweep --params params/$$p.yaml --protocol validation --seeds 0-2 || exit 1; done
+	$(BIN)/python -m mnist_pairs summarize
+
+# Issue 32: the `best` and `fast` candidates with the final-weights rule (docs/plans/best_and_fast.md,
+# registered before their runs) on seeds 0-2; the plan's rule chooses among them on validation pairs.
+BEST = best_a best_b best_c fast_e fast_f
+sweep-best: $(STAMP)
+	for p in $(BEST); do $(BIN)/python -m mnist_pairs sweep --params params/$$p.yaml --protocol validation --seeds 0-2 || exit 1; done
 	$(BIN)/python -m mnist_pairs summarize
 
 # Its confirmation: the chosen recipe (params/confirm_fast.yaml) on fresh seeds 10-12, each timed from

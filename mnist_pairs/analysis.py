@@ -24,7 +24,7 @@ from .data import RunData, load_data
 from .errors import ConfigError
 from .metrics import confusion, curves, hardest_errors, pair_metrics
 from .paths import Reports, atomic_write_bytes, resolve
-from .runs import Run
+from .runs import RUN_WEIGHTS, Run, record_digests, verified_bytes
 from .seed_reference import SEED_HISTORY
 
 PUBLISHED_FILES = ("config.yaml", "history.json", "env.json", "results.json", "scores.npz", "best.pt")
@@ -160,6 +160,7 @@ def publish(analysis: Analysis, name: str, reports_dir: str | os.PathLike | None
     reports = Reports(resolve(reports_dir)) if reports_dir else Reports()
     dest = reports.run(name)
     for f in PUBLISHED_FILES:
-        atomic_write_bytes(dest / f, (analysis.run.dir / f).read_bytes())
+        atomic_write_bytes(dest / f, verified_bytes(analysis.run.dir / f))
+    record_digests(dest, RUN_WEIGHTS)
     analysis.save_figures(reports.figures(name))
     return dest

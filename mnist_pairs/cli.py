@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--params", default=None, help="YAML params file (default: none, i.e. the seed's settings)")
     t.add_argument("--resume", default=None, metavar="RUN",
                    help="continue the run folder RUN from its last.pt (--set may change epochs, device, precision)")
+    t.add_argument("--resume-anyway", action="store_true",
+                   help="resume even under another thread count, precision or CPU kernel set than last.pt's "
+                        "(the run then differs from an uninterrupted one; env.json records the change)")
     w = sub.add_parser("sweep", help="one run per training seed, on Optuna (resumable, several workers)")
     w.add_argument("--params", required=True, help="YAML params file")
     w.add_argument("--protocol", choices=("validation", "test"), default=None,
@@ -131,7 +134,10 @@ def _run(args) -> int:
         from .train import fit
 
         overrides = dict(parse_override(o) for o in args.overrides)
-        run = fit(resume=args.resume, overrides=overrides) if args.resume else fit(load_config(args.params, **overrides))
+        if args.resume_anyway and not args.resume:
+            raise ConfigError("--resume-anyway needs --resume RUN")
+        run = fit(resume=args.resume, overrides=overrides, resume_anyway=args.resume_anyway) if args.resume else \
+            fit(load_config(args.params, **overrides))
         print(run.dir)
         return 0
     if args.command == "sweep":
@@ -178,6 +184,7 @@ def _run(args) -> int:
         from .runs import Run
 
         run = Run.open(args.run) if args.run else default_run()
+        run.checkpoint("best")   # a damaged or edited checkpoint stops here, before anything is printed or written
         print(f"model: {run.dir}")
         out = export_onnx(run, args.onnx, pair=args.pair)
         for p in sorted(out.iterdir()):
@@ -209,7 +216,9 @@ def _run(args) -> int:
         import subprocess
 
         from .paths import NOTEBOOKS_DIR, resolve
+        from .serve.deploy import default_run
 
+        default_run().checkpoint("best")   # a missing or damaged published model stops here (exit 2), not in the page
         token = args.token or secrets.token_urlsafe(24)
         print(f"the demo: http://127.0.0.1:{args.port}/?token={token}", flush=True)
         return subprocess.call([sys.executable, "-m", "voila", "--no-browser", "--Voila.ip=127.0.0.1",

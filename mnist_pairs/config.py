@@ -33,7 +33,7 @@ CHOICES = {"model": ("siamese", "concat", "siamese_deep"), "protocol": ("test", 
            "aug_interpolation": ("bilinear", "nearest"), "dataset": ("mnist", "fashion_mnist"),
            "loss": ("bce_logits", "bce_sigmoid"), "optimizer": ("adamw", "adam"),
            "pair_sampling": ("balanced", "random"), "lr_schedule": ("plateau", "constant", "cosine"),
-           "pairing": ("independent", "shared")}
+           "pairing": ("independent", "shared"), "checkpoint": ("best", "final")}
 SEED_LIMIT = 2 ** 32  # numpy and torch generators take seeds in [0, 2**32)
 
 
@@ -77,6 +77,10 @@ class Config:
     dropout: bool = True              # False: the head's two Dropout layers become identities
     lr_schedule: str = "plateau"      # "constant": keep lr for every epoch (no ReduceLROnPlateau);
                                       # "cosine": decay from lr to lr_min over the run's epochs
+    checkpoint: str = "best"          # which weights best.pt holds: "best": the epoch with the highest
+                                      # selection accuracy (the seed's rule); "final": the last epoch's,
+                                      # fixed in advance (no choice among epochs; the threshold is still
+                                      # set on the selection pairs)
     ema: float = 0.0                  # > 0: score, select and save an EMA of the weights with this
                                       # decay per step (optim.py); 0: the weights as trained
     supcon_weight: float = 0.0        # > 0 (pairing "shared" only): add this times a supervised-contrastive

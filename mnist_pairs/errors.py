@@ -21,6 +21,10 @@ class CheckpointError(UserError):
     """A checkpoint that cannot be read (truncated or corrupt)."""
 
 
+class DigestMismatch(CheckpointError):
+    """A file whose sha256 is not the one its folder recorded (damaged, edited or half-copied)."""
+
+
 class TrainingDiverged(UserError, RuntimeError):
     """A loss or logit became NaN or infinite; last.pt still holds the last good epoch."""
 

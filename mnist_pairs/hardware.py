@@ -71,6 +71,16 @@ def setup_backend(cfg, device: torch.device) -> None:
         torch.set_float32_matmul_precision("medium")
 
 
+def numeric_path(device: torch.device, precision: str) -> dict:
+    """What decides a run's arithmetic bit for bit beyond its config: torch's intra-op thread count
+    (reductions split by thread), the precision and the kernels ATen dispatches to (AVX2 / AVX512)
+    and oneDNN's ISA cap. last.pt records it; a resume under another one would continue a different
+    computation, so fit refuses it unless told otherwise (runs.check_numeric_path)."""
+    return {"threads": torch.get_num_threads(), "precision": precision, "device": device.type,
+            "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA")}
+
+
 def memory_format(cfg):
     return torch.channels_last if cfg.channels_last else torch.contiguous_format
 

@@ -6,7 +6,10 @@ A run folder `experiments/<name>/` holds
 - best.pt (the checkpoint selected on the run's selection pairs), last.pt (everything needed
   to resume: model, optimizer, scheduler, scaler, epoch, RNG state);
 - scores.npz (logits of the selected and final models on every pair set, computed once at
-  the end) and results.json (the run's numbers, from those scores).
+  the end) and results.json (the run's numbers, from those scores);
+- digests.json: the sha256 of best.pt and last.pt as the finished run wrote them (published runs and
+  ONNX exports record theirs too). Every load checks it: a damaged or edited file is refused by
+  name, with the digest it should have, instead of silently being another model.
 
     run = Run.open("experiments/siamese_20261127_101500")
     run.history          # DataFrame indexed by epoch
@@ -14,6 +17,7 @@ A run folder `experiments/<name>/` holds
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -28,7 +32,7 @@ import numpy as np
 import torch
 
 from .config import Config, load_config
-from .errors import CheckpointError, ConfigError, RunNotFound
+from .errors import CheckpointError, ConfigError, DigestMismatch, RunNotFound
 from .models import build_model
 from .paths import EXPERIMENTS_DIR, atomic_write_bytes, atomic_write_text, resolve, utc_now
 
@@ -48,6 +52,42 @@ def new_run_dir(cfg: Config) -> Path:
     return run_dir
 
 
+DIGESTS = "digests.json"  # {file name: sha256} of the files a user loads from the folder it sits in
+RUN_WEIGHTS = ("best.pt", "last.pt")
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def record_digests(folder: str | os.PathLike, names) -> dict[str, str]:
+    """Write folder/digests.json with the sha256 of each of `names` that exists there."""
+    folder = Path(folder)
+    digests = {n: sha256((folder / n).read_bytes()) for n in names if (folder / n).is_file()}
+    atomic_write_text(folder / DIGESTS, json.dumps(digests, indent=1) + "\n")
+    return digests
+
+
+def verified_bytes(path: str | os.PathLike) -> bytes:
+    """The file's bytes, checked against the sha256 its folder's digests.json records (if any)."""
+    path = Path(path)
+    data = path.read_bytes()
+    record = path.parent / DIGESTS
+    if record.is_file():
+        try:
+            expected = json.loads(record.read_text()).get(path.name)
+        except ValueError:
+            raise DigestMismatch(f"{record} is not valid JSON: restore it with git (`git checkout -- {record}`) "
+                                 "or rebuild the folder (`make study`)") from None
+        found = sha256(data)
+        if expected and found != expected:
+            raise DigestMismatch(
+                f"{path} is not the file its folder recorded: sha256 expected {expected}, found {found} (damaged, "
+                f"edited or half-copied). Restore it with git (`git checkout -- {path}`) or rebuild it "
+                "(`make study` for the published runs, `python -m mnist_pairs export` for an ONNX export)")
+    return data
+
+
 def save_checkpoint(obj: dict, path: Path) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
@@ -58,8 +98,9 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     """A checkpoint, or a CheckpointError that names the file and says what to do."""
     if not path.is_file():
         raise RunNotFound(f"{path} does not exist")
+    data = verified_bytes(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
         what = ("start the run again, or resume from a copy of last.pt" if path.name == "last.pt" else
                 "train the run again (`python -m mnist_pairs train --params <run>/config.yaml --set run_name=…`); "
@@ -188,6 +229,25 @@ def prepare_run(cfg: Config | None, resume, overrides: dict | None):
     return saved.replace(**changes), run_dir, state
 
 
+def check_numeric_path(state: dict, now: dict, run_dir: Path, anyway: bool) -> dict:
+    """Resuming: the numeric path last.pt was written under (hardware.numeric_path) against this
+    process's. Returns what differs ({key: [then, now]}); a difference is refused unless `anyway`
+    (the resume record in env.json then keeps it). last.pt files from before the record: {}."""
+    then = state.get("numeric_path")
+    if not then:
+        return {}
+    changed = {k: [then.get(k), v] for k, v in now.items() if then.get(k) != v}
+    if changed and not anyway:
+        what = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items())
+        fix = (f" Run it with {then['threads']} threads (OMP_NUM_THREADS={then['threads']} or --set "
+               f"num_threads={then['threads']})," if "threads" in changed else "")
+        raise ConfigError(f"resume: {run_dir / 'last.pt'} was written under another numeric path ({what}); "
+                          f"the resumed run would not equal an uninterrupted one.{fix} resume it on the same "
+                          "kind of CPU, or pass --resume-anyway (fit(resume_anyway=True)) to continue and "
+                          "record the change in env.json")
+    return changed
+
+
 def open_run_dir(cfg: Config, run_dir, state, subset_sha256: dict, env: dict):
     """Create the run folder (or record a resume in env.json), and write config.yaml."""
     if run_dir is None:
@@ -196,6 +256,7 @@ def open_run_dir(cfg: Config, run_dir, state, subset_sha256: dict, env: dict):
                    started=utc_now())
         write_json(run_dir / "env.json", env)
     else:
+        (run_dir / DIGESTS).unlink(missing_ok=True)   # its weights change from here on; finish records them
         original = Run(run_dir).env
         original.setdefault("resumes", []).append({"at": utc_now(),
                                                    "from_epoch": state["epoch"], **env})

@@ -32,7 +32,8 @@ from .errors import ConfigError, TrainingDiverged
 from .metrics import pair_metrics, results
 from .models import build_model, count_parameters, score_pairs
 from .paths import atomic_write_bytes, atomic_write_text
-from .runs import LATEST_POINTER, Run, load_checkpoint, open_run_dir, prepare_run, save_checkpoint, write_json
+from .runs import (LATEST_POINTER, RUN_WEIGHTS, Run, check_numeric_path, load_checkpoint, open_run_dir, prepare_run,
+                   record_digests, save_checkpoint, write_json)
 from .shared_encoding import shared_batches, supcon_loss
 from .tboard import TensorBoardLog
 
@@ -181,11 +182,12 @@ def _after_step(model, ema, on_step):
 
 
 def fit(cfg: Config | None = None, data: RunData | None = None, model=None, resume=None,
-        overrides: dict | None = None, log=print, on_step=None) -> Run:
+        overrides: dict | None = None, log=print, on_step=None, resume_anyway: bool = False) -> Run:
     """Train as configured (or continue `resume`'s run) and return the finished Run.
     `data`: load_data(cfg), when the caller has it already (else fit loads it). `model`:
     new_model(cfg), when the caller wants to hold the very model that trains (else fit builds it).
-    `on_step(model)` runs after every optimiser step (for instrumentation)."""
+    `on_step(model)` runs after every optimiser step (for instrumentation). A resume under another
+    numeric path than last.pt's (threads, precision, CPU kernels) is refused unless `resume_anyway`."""
     cfg, run_dir, state = prepare_run(cfg, resume, overrides)
     device = hardware.resolve_device(cfg)
     d = distributed.init(device)
@@ -198,10 +200,13 @@ def fit(cfg: Config | None = None, data: RunData | None = None, model=None, resu
     if cfg.fused_blocks:
         fused.require(device, precision)  # builds the kernel, or stops here with what to change
     hardware.setup_backend(cfg, device)
+    path = hardware.numeric_path(device, precision)
+    changed = check_numeric_path(state, path, run_dir, resume_anyway) if state else {}
     fresh = new_model(cfg)  # also leaves the global RNG where this run's dropout starts
     _check_given(cfg, data, None if state else model, fresh)
     data = DeviceData(data if data is not None else load_data(cfg, log), cfg, device)
-    env = {**hardware.environment(device, precision), **d.facts()}
+    env = {**hardware.environment(device, precision), **d.facts()} | (
+        {"numeric_path_changed": changed} if changed else {})
     run_dir = d.broadcast(open_run_dir(cfg, run_dir, state, data.cpu.subset.index_sha256, env) if d.main else None)
 
     model = (fresh if model is None else model).to(device, memory_format=hardware.memory_format(cfg))
@@ -243,7 +248,7 @@ def fit(cfg: Config | None = None, data: RunData | None = None, model=None, resu
         optim.step_schedule(sched, ev[f"{sel}_loss"])
         record = {"epoch": epoch, **tr, **ev, "lr": lr, "seconds": time.perf_counter() - t0}
         history.append(record)
-        improved = ev[f"{sel}_acc"] > best
+        improved = epoch == cfg.epochs if cfg.checkpoint == "final" else ev[f"{sel}_acc"] > best
         best = max(best, ev[f"{sel}_acc"])
         if not d.main:
             continue
@@ -253,7 +258,7 @@ def fit(cfg: Config | None = None, data: RunData | None = None, model=None, resu
         save_checkpoint({"model": model.state_dict(), "optimizer": opt.state_dict(),
                          "scheduler": sched.state_dict() if sched else None, "scaler": scaler.state_dict(),
                          "ema": ema.state_dict() if ema else None, "epoch": epoch,
-                         "best_score": best, "history": history, "rng_cpu": torch.get_rng_state(),
+                         "best_score": best, "history": history, "rng_cpu": torch.get_rng_state(), "numeric_path": path,
                          "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
                         run_dir / "last.pt")
         write_json(run_dir / "history.json", history)
@@ -297,4 +302,5 @@ def finish(run_dir, final_model, data: DeviceData, cfg: Config, device, precisio
         res["openset"] = openset.evaluate(selected, sub.heldout_images, sub.heldout_labels, cfg, device, precision,
                                           res["threshold"])
     write_json(run_dir / "results.json", res)
+    record_digests(run_dir, RUN_WEIGHTS)
     return Run(run_dir)

@@ -11,7 +11,7 @@
 # 所有逻辑都在 `mnist_pairs` 库中；这里的单元直接调用库，并把 `cfg`、`data`、一轮的训练对留在命名空间里供探索。
 
 # %% [markdown]
-# 参数如何进入配置：下一个单元导入所需的库并记下此时已有的名字；再下一个是参数单元（只含字面量）。参数单元里写下的配置键
+# 参数如何进入配置：参数单元（以 `# parameters` 开头，只含字面量）之后的单元只读取参数单元与 papermill 注入单元里写下的值——在别的单元里临时定义的变量（如 `threshold = 0.5`）不会进入配置，任何时候重新运行它都一样。参数单元里写下的配置键
 # （例如 `epochs = 1`）与 papermill 的 `-p epochs 1` 一样覆盖参数文件中的值；不是配置键的名字（如 `epcohs`）、错误的类型与不可能的取值都会直接报错。
 
 # %%
@@ -19,19 +19,18 @@ import torch
 
 from mnist_pairs import augment, plots, tables
 from mnist_pairs.config import load_config
-
-NAMES_BEFORE = set(globals()) | {"NAMES_BEFORE"}  # the names before the parameters cell
+from mnist_pairs.nbparams import notebook_parameters
 
 # %% tags=["parameters"]
+# parameters: literals only; the next cell reads this cell and papermill's -p values, nothing else
 params_file = "params/quick.yaml"  # 参数文件，相对于项目根目录
 
 # %% [markdown]
 # 由参数文件与 papermill 注入的参数构建配置；拼错的参数名、错误的类型或不可能的取值会在这里直接报错。
 
 # %%
-parameters = {k: v for k, v in globals().items()  # new plain values: what the parameters cell or -p set
-              if k not in NAMES_BEFORE and not k.startswith("_") and isinstance(v, (str, int, float, bool))}
-cfg = load_config(params_file, **{k: v for k, v in parameters.items() if k != "params_file"})
+parameters = notebook_parameters()  # this cell's and papermill's values only (not scratch cells)
+cfg = load_config(parameters["params_file"], **{k: v for k, v in parameters.items() if k != "params_file"})
 tables.config_table(cfg)
 
 # %% [markdown]

@@ -8,16 +8,16 @@
 # - 完整实验：`papermill 02_train.ipynb out.ipynb -p epochs 25`（在 `notebooks/` 内），或
 #   `papermill notebooks/02_train.ipynb out.ipynb -p params_file params/seed_siamese.yaml`。
 #
-# 参数如何进入配置：下一个单元导入所需的库并记下此时已有的名字；再下一个是参数单元（只含字面量）。参数单元里写下的配置键
+# 参数如何进入配置：参数单元（以 `# parameters` 开头，只含字面量）之后的单元只读取参数单元与 papermill 注入单元里写下的值——在别的单元里临时定义的变量（如 `threshold = 0.5`）不会进入配置，任何时候重新运行它都一样。参数单元里写下的配置键
 # （例如 `epochs = 1`）与 papermill 的 `-p epochs 1` 一样覆盖参数文件中的值；不是配置键的名字（如 `epcohs`）、错误的类型与不可能的取值都会直接报错。
 
 # %%
 from mnist_pairs import plots, tables
 from mnist_pairs.config import load_config
-
-NAMES_BEFORE = set(globals()) | {"NAMES_BEFORE"}  # the names before the parameters cell
+from mnist_pairs.nbparams import notebook_parameters
 
 # %% tags=["parameters"]
+# parameters: literals only; the next cell reads this cell and papermill's -p values, nothing else
 params_file = "params/quick.yaml"  # 参数文件；-p 键 值 覆盖其中任何配置键
 run_name = ""  # 空：自动命名 <model>_<YYYYmmdd_HHMMSS>
 min_test_acc = 0.75  # 末尾的检查：所选检查点的测试准确率须高于此值；0 表示不检查（make study-smoke 的极小设置学不到这个水平）
@@ -26,9 +26,8 @@ min_test_acc = 0.75  # 末尾的检查：所选检查点的测试准确率须高
 # 构建并校验配置（参数文件 + papermill 注入的配置键）。
 
 # %%
-parameters = {k: v for k, v in globals().items()  # new plain values: what the parameters cell or -p set
-              if k not in NAMES_BEFORE and not k.startswith("_") and isinstance(v, (str, int, float, bool))}
-cfg = load_config(params_file, **{k: v for k, v in parameters.items() if k not in ("params_file", "min_test_acc")})
+parameters = notebook_parameters()  # this cell's and papermill's values only (not scratch cells)
+cfg = load_config(parameters["params_file"], **{k: v for k, v in parameters.items() if k not in ("params_file", "min_test_acc")})
 tables.config_table(cfg)
 
 # %% [markdown]

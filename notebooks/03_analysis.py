@@ -14,18 +14,17 @@ from mnist_pairs import tables
 from mnist_pairs.analysis import analyze, publish
 from mnist_pairs.errors import refuse_unknown
 from mnist_pairs.runs import Run
-
-NAMES_BEFORE = set(globals()) | {"NAMES_BEFORE"}  # the names before the parameters cell
+from mnist_pairs.nbparams import notebook_parameters
 
 # %% tags=["parameters"]
+# parameters: literals only; the next cell reads this cell and papermill's -p values, nothing else
 run_dir = ""  # 空：02 最近完成的运行
 publish_as = ""  # 非空：发布到 reports/runs/<publish_as>/
 reports_dir = ""  # 空：项目的 reports/
 embedded_images = 2000  # 嵌入与近邻检索图所用的留出图片数（make study-smoke 用更少）
 
 # %%
-parameters = {k for k, v in globals().items()  # new plain values: what the parameters cell or -p set
-              if k not in NAMES_BEFORE and not k.startswith("_") and isinstance(v, (str, int, float, bool))}
+parameters = set(notebook_parameters())  # the names the parameters cell and -p set
 refuse_unknown(parameters, ("run_dir", "publish_as", "reports_dir", "embedded_images"), "notebook parameter")
 run = Run.open(run_dir) if run_dir else Run.latest()
 

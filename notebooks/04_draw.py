@@ -12,15 +12,14 @@
 # %%
 from mnist_pairs.errors import refuse_unknown
 from mnist_pairs.serve.draw import DrawDemo
-
-NAMES_BEFORE = set(globals()) | {"NAMES_BEFORE"}  # the names before the parameters cell
+from mnist_pairs.nbparams import notebook_parameters
 
 # %% tags=["parameters"]
+# parameters: literals only; the next cell reads this cell and papermill's -p values, nothing else
 run_dir = ""  # 空：最好的发布模型
 
 # %%
-parameters = {k for k, v in globals().items()  # new plain values: what the parameters cell or -p set
-              if k not in NAMES_BEFORE and not k.startswith("_") and isinstance(v, (str, int, float, bool))}
+parameters = set(notebook_parameters())  # the names the parameters cell and -p set
 refuse_unknown(parameters, ("run_dir",), "notebook parameter")
 
 # %%

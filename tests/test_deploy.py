@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -202,3 +203,41 @@ def test_scorer_probability_of_two_pictures(run, heldout):
     assert p_same > 0.5 > p_other
     z = pair_logits(scorer, heldout.images, torch.tensor([i]), torch.tensor([other]))
     assert p_other == pytest.approx(float(1 / (1 + np.exp(-z[0]))), abs=1e-6)
+
+
+def _flip_middle_byte(path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_the_published_runs_carry_the_digests_of_their_weights():
+    from mnist_pairs.runs import sha256
+
+    for name in ("seed_siamese", "seed_concat", "improved"):
+        d = REPORTS_DIR / "runs" / name
+        assert json.loads((d / "digests.json").read_text()) == {"best.pt": sha256((d / "best.pt").read_bytes())}
+
+
+def test_a_flipped_byte_in_published_weights_or_an_onnx_graph_is_refused(pictures, onnx_dir, tmp_path, forked_cli):
+    from mnist_pairs.errors import DigestMismatch
+    from mnist_pairs.serve.draw import DrawDemo
+
+    published = REPORTS_DIR / "runs" / "improved"
+    copy = Path(shutil.copytree(published, tmp_path / "improved"))
+    q, other = pictures[1]["plain.png"][:2]
+    assert forked_cli("compare", q, other, "--run", copy).returncode == 0      # the intact copy loads
+    _flip_middle_byte(copy / "best.pt")
+    torch.load(copy / "best.pt", weights_only=True)  # the damage is inside a tensor: torch alone reads it
+    for args in (("compare", q, other, "--run", copy), ("export", copy, "--onnx", tmp_path / "out")):
+        line = _one_line_error(forked_cli(*args))
+        assert f"{copy / 'best.pt'} is not the file its folder recorded" in line, line
+        expected = json.loads((published / "digests.json").read_text())["best.pt"]
+        assert f"expected {expected}, found " in line and "git checkout" in line and "make study" in line, line
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(DigestMismatch, match="best.pt"):
+        DrawDemo(str(copy))
+    onnx_copy = Path(shutil.copytree(onnx_dir, tmp_path / "onnx"))
+    _flip_middle_byte(onnx_copy / "head.onnx")
+    line = _one_line_error(forked_cli("compare", q, other, "--onnx", onnx_copy))
+    assert f"{onnx_copy / 'head.onnx'} is not the file its folder recorded" in line, line

@@ -15,11 +15,46 @@ def _name(req: str) -> str:
     return re.split(r"[<>=!~ ;\[]", req, maxsplit=1)[0].strip().lower().replace("_", "-")
 
 
-def test_environment_yml_matches_pyproject():
-    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+def _locked() -> dict[str, str]:
+    """{name: version} of requirements.lock's pins."""
+    text = (PROJECT_ROOT / "requirements.lock").read_text()
+    return {_name(m.group(1)): m.group(2) for m in re.finditer(r"^([A-Za-z0-9_.\-\[\]]+)==(\S+)", text, re.M)}
+
+
+def test_environment_yml_installs_the_lock():
     env = yaml.safe_load((PROJECT_ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert sorted(project, key=_name) == sorted(pip, key=_name)
+    assert pip == ["-r requirements.lock"]
+
+
+def test_the_lock_was_compiled_from_pyproject_and_satisfies_it():
+    """requirements.lock's header names the digest of the dependency list it came from (`make lock`),
+    every pin carries a sha256, and every requirement of pyproject.toml is pinned to a version it allows."""
+    from packaging.requirements import Requirement
+
+    sys.path.insert(0, str(PROJECT_ROOT / "tools"))
+    try:
+        from lock import MARK, dependencies_digest
+    finally:
+        sys.path.pop(0)
+    text = (PROJECT_ROOT / "requirements.lock").read_text()
+    assert text.startswith(MARK + dependencies_digest()), "pyproject.toml changed since the lock: run `make lock`"
+    pins = _locked()
+    assert len(re.findall(r"^\S+==\S+ \\$", text, re.M)) == len(pins) > 100   # each pin continues with its hashes
+    for dep in tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
+        req = Requirement(dep)
+        assert _name(req.name) in pins and req.specifier.contains(pins[_name(req.name)], prereleases=True), dep
+
+
+def test_the_environment_holds_exactly_the_locked_versions():
+    """The interpreter running the tests (.venv, as `make test` installed it) has every locked package at
+    its locked version and nothing else beyond the installers and the project itself."""
+    from importlib.metadata import distributions
+
+    installed = {_name(d.metadata["Name"]): d.version for d in distributions()}
+    pins = _locked()
+    assert {n: installed.get(n) for n in pins} == pins
+    assert set(installed) - set(pins) <= {"pip", "uv", "setuptools", "wheel", "mnist-pairs"}
 
 
 def test_torch_pins_agree_with_constraints():

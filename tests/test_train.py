@@ -216,9 +216,11 @@ def test_supcon_loss_matches_its_definition_and_rewards_clustered_embeddings():
         Config(supcon_weight=1.0)
 
 
-# a 2 % subset: an epoch of shared encoding is one pass over its 1,000 training images
+# a 2 % subset: an epoch of shared encoding is one pass over its 1,000 training images. Two threads, as
+# the study's runs use: with one, a backward that adds rows in thread order (e[ia] in place of
+# index_select in train_step) repeats bit for bit and these tests could not see it.
 DEEP = dict(model="siamese_deep", pairing="shared", aug_elastic_alpha=3.0, supcon_weight=0.5, epochs=2,
-            subset_fraction=0.02)
+            subset_fraction=0.02, num_threads=2)
 
 
 @pytest.fixture(scope="module")
@@ -235,6 +237,41 @@ def test_deeper_encoder_elastic_augmentation_and_supcon_learn(deep_run):
     assert isinstance(deep_run.model(), SiameseDeepNet) and count_parameters(deep_run.model()) == 189_025
 
 
+def _same_weights(a: Run, b: Run) -> None:
+    for which in ("best", "last"):
+        wa, wb = a.checkpoint(which)["model"], b.checkpoint(which)["model"]
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), which
+
+
 def test_deeper_encoder_run_resumes_identically(deep_run, tmp_path, monkeypatch):
     resumed = T.fit(resume=_killed_after(tmp_path, monkeypatch, 1, **DEEP), **QUIET)     # killed after epoch 1
     assert _strip_time(resumed.records) == _strip_time(deep_run.records)
+    _same_weights(resumed, deep_run)
+
+
+def test_two_fresh_runs_with_two_threads_are_identical(deep_run, tmp_path):
+    again = T.fit(_tiny(tmp_path, run_name="again", **DEEP), **QUIET)
+    assert again.env["torch_threads"] == deep_run.env["torch_threads"] == 2
+    assert _strip_time(again.records) == _strip_time(deep_run.records)
+    _same_weights(again, deep_run)
+
+
+def test_resume_under_another_thread_count_is_refused_unless_asked(tmp_path, monkeypatch):
+    kw = dict(epochs=2, num_threads=1)
+    run_dir = _killed_after(tmp_path, monkeypatch, 1, **kw)
+    assert Run(run_dir).checkpoint("last")["numeric_path"]["threads"] == 1
+    with pytest.raises(ConfigError, match=r"threads 1 -> 2.*OMP_NUM_THREADS=1.*--resume-anyway"):
+        T.fit(resume=run_dir, overrides={"num_threads": 2}, **QUIET)
+    assert [h["epoch"] for h in Run(run_dir).records] == [1] and "resumes" not in Run(run_dir).env
+    run = T.fit(resume=run_dir, overrides={"num_threads": 2}, resume_anyway=True, **QUIET)
+    assert [h["epoch"] for h in run.records] == [1, 2]
+    assert run.env["resumes"][0]["numeric_path_changed"] == {"threads": [1, 2]}
+
+
+def test_the_final_checkpoint_rule_keeps_the_last_epoch_whatever_the_validation_scores(tmp_path):
+    kw = dict(epochs=3, lr=3e-3, checkpoint="final")
+    run = T.fit(_tiny(tmp_path, run_name="final", **kw), **QUIET)
+    assert run.results["selected_epoch"] == 3 and run.cfg.checkpoint == "final"
+    best, last = run.checkpoint("best"), run.checkpoint("last")
+    assert best["epoch"] == 3 and all(torch.equal(best["model"][k], last["model"][k]) for k in best["model"])
+    np.testing.assert_array_equal(run.scores()["best_heldout"], run.scores()["final_heldout"])

@@ -10,7 +10,6 @@ encoder graph. meta.json carries the decision threshold the run chose on its sel
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -25,7 +24,7 @@ from ..config import EMBEDDING_MODELS
 from ..errors import ConfigError
 from ..metrics import probability
 from ..paths import PUBLISHED, Reports, atomic_write_text
-from ..runs import Run
+from ..runs import Run, record_digests, verified_bytes
 
 OPSET = 18
 
@@ -89,8 +88,8 @@ def export_onnx(run: Run, out_dir: str | os.PathLike, pair: bool = False) -> Pat
         _export(_Graph(model, fn), args, names, out / name)
     meta = {"run": str(run.dir), "model": run.cfg.model, "threshold": run.results["threshold"],
             "selection": run.results["selection"], "opset": OPSET, "torch": torch.__version__,
-            "input": "images (B,1,28,28) float32 in [0,1], white ink on black; normalised inside encoder.onnx",
-            "sha256": {n: hashlib.sha256((out / n).read_bytes()).hexdigest() for n in graphs}}
+            "input": "images (B,1,28,28) float32 in [0,1], white ink on black; normalised inside encoder.onnx"}
+    record_digests(out, graphs)   # digests.json: OnnxScorer refuses a graph that does not match it
     atomic_write_text(out / "meta.json", json.dumps(meta, indent=1))
     return out
 
@@ -131,7 +130,7 @@ class OnnxScorer(_Scorer):
         meta = json.loads((d / "meta.json").read_text())
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
-        self.encoder, self.head = (ort.InferenceSession(str(d / n), opts, providers=["CPUExecutionProvider"])
+        self.encoder, self.head = (ort.InferenceSession(verified_bytes(d / n), opts, providers=["CPUExecutionProvider"])
                                    for n in ("encoder.onnx", "head.onnx"))
         self.threshold, self.selection, self.source = meta["threshold"], meta["selection"], str(d)
 
@@ -179,7 +178,7 @@ def parity(run: Run, onnx_dir: str | os.PathLike, pairs) -> dict:
 
         n = min(len(ref), 4096)
         a, b = (pairs.images[i[:n]].numpy() for i in (pairs.a, pairs.b))
-        whole = ort.InferenceSession(str(Path(onnx_dir) / "pair.onnx"), providers=["CPUExecutionProvider"])
+        whole = ort.InferenceSession(verified_bytes(Path(onnx_dir) / "pair.onnx"), providers=["CPUExecutionProvider"])
         out["pair_graph_max_abs_logit_diff"] = float(np.abs(whole.run(None, {"a": a, "b": b})[0] - ref[:n]).max())
     return out | {"pairs": len(ref), "max_abs_logit_diff": float(np.abs(ref - got).max()),
             "decisions_identical": bool(((probability(ref) > t) == (probability(got) > t)).all()),

@@ -13,11 +13,19 @@ it move the study's outputs into reports/. A study that dies before that leaves 
 was; the next study discards the unfinished staging folder. A staging folder marked complete
 (the study died while moving, a matter of milliseconds) is finished by the next study first.
 
+One study at a time: a study holds an exclusive lock (`.reports.lock`, beside the staging folder)
+from before it looks at the staging folder until its outputs are in place. A second study in
+the same clone refuses at once, naming the running one's pid and start time, and leaves its staging
+folder alone. The operating system drops the lock when its process dies; the next study takes
+it over and says whose it was.
+
 `smoke()` (`make study-smoke`) is the same code path with tiny settings, on a scratch copy of
 reports/: every params file, 01 -> 02 -> 03 -> report, and reports/ itself is never written.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -55,6 +63,37 @@ def staging_dir(reports_dir: Path) -> Path:
     return reports_dir.with_name(f".{reports_dir.name}.staging")
 
 
+def lock_path(reports_dir: Path) -> Path:
+    return reports_dir.with_name(f".{reports_dir.name}.lock")
+
+
+@contextlib.contextmanager
+def study_lock(reports_dir: Path):
+    """Hold the study lock of reports_dir (fcntl.flock on lock_path) for the body; refuse with a
+    UserError when another live process holds it."""
+    path = lock_path(reports_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        holder = os.read(fd, 4096).decode(errors="replace").strip()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"another study is running in this clone ({holder or 'pid unknown'}; lock {path}): "
+                            f"wait for it to finish or stop it; its staging folder {staging_dir(reports_dir)} "
+                            "is left alone") from None
+        if holder:
+            print(f"study: took over the lock of a study that is no longer running ({holder})", flush=True)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}, started {datetime.now().isoformat(timespec='seconds')}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)   # released cleanly: nothing to take over
+    finally:
+        os.close(fd)              # closing the descriptor releases the lock
+
+
 def outputs(params_files: list[str]) -> list[str]:
     """What a study replaces under reports/, relative to it (folders are replaced whole)."""
     names = [Path(pf).stem for pf in params_files]
@@ -64,22 +103,43 @@ def outputs(params_files: list[str]) -> list[str]:
             "study.json", "report_zh.md"]
 
 
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def _move_into_place(stage: Path, reports_dir: Path) -> None:
-    """Move each output named in the staging folder's COMPLETE marker into reports_dir.
-    Idempotent: run again after an interruption, it finishes what is left."""
-    for rel in json.loads((stage / COMPLETE).read_text())["outputs"]:
-        src, dst = stage / rel, reports_dir / rel
-        old = dst.with_name(f".{dst.name}.old")
-        if src.exists():
+    """Move each output named in the staging folder's COMPLETE marker into reports_dir, each old
+    output first set aside as .<name>.old. Idempotent: run again after an interruption (a kill), it
+    finishes what is left. An OSError (a full disk) puts back what had moved and re-raises: reports_dir
+    is then as it was, and the staging folder, still complete, waits for the next study."""
+    moved = []   # (src, dst, old) of the outputs moved so far
+    try:
+        for rel in json.loads((stage / COMPLETE).read_text())["outputs"]:
+            src, dst = stage / rel, reports_dir / rel
+            old = dst.with_name(f".{dst.name}.old")
+            if not src.exists():        # moved before an interruption
+                continue
             dst.parent.mkdir(parents=True, exist_ok=True)
-            if src.is_dir():
-                if dst.exists():
-                    shutil.rmtree(old, ignore_errors=True)
-                    os.replace(dst, old)
-                os.replace(src, dst)
-            else:
-                os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
+            moved.append((src, dst, old))
+            if dst.exists():
+                os.replace(dst, old)
+            os.replace(src, dst)
+    except OSError as e:
+        for src, dst, old in reversed(moved):   # this pass's moves, the one that failed included
+            if dst.exists() and not src.exists():
+                os.replace(dst, src)
+            if old.exists():
+                os.replace(old, dst)
+        raise UserError(f"the study finished but moving its outputs into {reports_dir} failed ({e}); {reports_dir} "
+                        f"is as it was and the finished study waits in {stage}: free some space and run `make "
+                        "study` again (it moves them into place first)") from None
+    for rel in json.loads((stage / COMPLETE).read_text())["outputs"]:
+        dst = reports_dir / rel
+        _remove(dst.with_name(f".{dst.name}.old"))
     shutil.rmtree(stage)
 
 
@@ -116,6 +176,13 @@ def run_study(params_files: list[str] | None = None, report_only: bool = False, 
     cfgs = {pf: load_config(pf, **overrides) for pf in params_files}  # a bad params file fails here, before any work
     if len({Path(pf).stem for pf in params_files}) != len(params_files):
         raise UserError(f"two params files publish under the same name: {params_files}")
+    with study_lock(reports_dir):
+        return _study(params_files, cfgs, reports_dir, overrides, train_parameters, analysis_parameters)
+
+
+def _study(params_files, cfgs, reports_dir: Path, overrides: dict, train_parameters, analysis_parameters) -> Path:
+    from .report import write_report
+
     note = recover(reports_dir)
     if note:
         print(f"study: {note}", flush=True)

@@ -17,6 +17,7 @@ import multiprocessing as mp
 import os
 import socket
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +60,13 @@ def _storage(spec: SweepSpec):
     from optuna.storages.journal import JournalFileBackend
 
     if spec.storage:
+        # a trial whose worker stopped beating for grace_period is retried (up to 3 times): Optuna 4.9's
+        # name for what RetryFailedTrialCallback / failed_trial_callback did (both deprecated there)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
         return optuna.storages.RDBStorage(spec.storage, heartbeat_interval=60, grace_period=180,
-                                          failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=3))
+                                          heartbeat_stale_trial_callback=retry)
     path = resolve(spec.out_root) / "optuna.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path)))
@@ -122,7 +128,17 @@ def run_seed(spec: SweepSpec, seed: int, log=print) -> Run:
     if (run_dir / "results.json").is_file():
         return Run(run_dir)
     if (run_dir / "last.pt").is_file():
-        return fit(resume=run_dir, overrides={"epochs": cfg.epochs}, log=log)
+        # with the thread count its last.pt was written with (a worker of a 2-worker sweep has 1 thread
+        # and a lone worker 2): the resumed run then equals an uninterrupted one
+        import torch
+
+        threads = (Run(run_dir).checkpoint("last").get("numeric_path") or {}).get("threads")
+        before = torch.get_num_threads()
+        try:
+            return fit(resume=run_dir, overrides={"epochs": cfg.epochs} | ({"num_threads": threads} if threads else {}),
+                       log=log)
+        finally:
+            torch.set_num_threads(before)
     if run_dir.exists():  # died before its first epoch ended: nothing to keep
         import shutil
 
