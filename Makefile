@@ -171,12 +171,15 @@ lab: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m mnist_pairs demo
 
-# Debian's Chromium for the demo's browser test (tests/test_demo.py): installed when missing and
-# this user may install packages; otherwise that test is skipped and says why.
+# Debian's Chromium for the browser tests (tests/test_demo.py: the Voila page; tests/test_lab.py: the
+# notebooks in JupyterLab) and a CJK font (fonts-noto-cjk) so that pages and screenshots show the Chinese
+# text: installed when missing and this user may install packages; otherwise those tests are skipped
+# and say why.
+APT_GET = apt-get install -y -qq --no-install-recommends
 browser:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-	  (apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1)) \
-	  || echo "chromium not installed: the browser test will be skipped"; }
+	@command -v chromium >/dev/null 2>&1 && fc-list :lang=zh 2>/dev/null | grep -q . || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  ($(APT_GET) chromium fonts-noto-cjk >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && $(APT_GET) chromium fonts-noto-cjk >/dev/null 2>&1)) \
+	  || echo "chromium or a CJK font not installed: the browser tests will be skipped or show boxes for Chinese text"; }
 
 # Runs trained with `tensorboard: true` (e.g. --set tensorboard=true) write <run>/tensorboard/.
 tensorboard: $(STAMP)

@@ -1,0 +1,133 @@
+"""The notebooks in JupyterLab, as a person uses them: JupyterLab on a free 127.0.0.1 port behind a
+token, Debian's Chromium driven by Playwright. 02_train (quick parameters) runs from the Run menu to
+the end: no error output, the progress bar and the figures rendered, the kernel idle. 03 and 04 open
+with their stored outputs rendered. Screenshots land in the test's tmp folder.
+
+The notebooks are copies in the tmp folder (JupyterLab saves what it runs); the library anchors every
+path at the project root, so a copy runs as the original does.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import nbformat
+import pytest
+
+from mnist_pairs.paths import NOTEBOOKS_DIR, REPORTS_DIR
+from test_demo import CHROMIUM, FLAGS, _free_port
+
+pytestmark = [
+    pytest.mark.skipif(not CHROMIUM.is_file(), reason="Debian's chromium is not installed (`make browser` installs it as root)"),
+    pytest.mark.skipif(not (REPORTS_DIR / "runs" / "seed_siamese" / "results.json").is_file(), reason="no published run"),
+]
+TOKEN = "lab-test-token-0123456789"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, mnist_root):
+    """(base url, notebook folder, screenshot folder) of a JupyterLab server on copies of the notebooks."""
+    root = tmp_path_factory.mktemp("lab")
+    folder = root / "notebooks"
+    folder.mkdir()
+    for name in ("02_train", "03_analysis", "04_draw"):
+        shutil.copy(NOTEBOOKS_DIR / f"{name}.ipynb", folder)
+    port = _free_port()
+    log = root / "jupyter.log"
+    args = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+            f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={folder}", "--LabApp.news_url=",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"] + (["--allow-root"] if os.getuid() == 0 else [])
+    with open(log, "w") as out:
+        proc = subprocess.Popen(args, cwd=folder, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                env=os.environ | {"JUPYTER_CONFIG_DIR": str(root / "config")})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                if urllib.request.urlopen(f"{base}/api/status?token={TOKEN}", timeout=5).status == 200:
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                assert proc.poll() is None, log.read_text()[-2000:]
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"JupyterLab did not come up: {log.read_text()[-2000:]}")
+        with pytest.raises(urllib.error.HTTPError) as refused:          # no token: refused
+            urllib.request.urlopen(f"{base}/api/contents", timeout=5)
+        assert refused.value.code in (401, 403)
+        yield base, folder, root
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        yield b
+        b.close()
+
+
+def _open(browser, base: str, name: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{base}/lab/tree/{name}.ipynb?token={TOKEN}")
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+    return page
+
+
+def _kernels(base: str) -> list[dict]:
+    return json.loads(urllib.request.urlopen(f"{base}/api/kernels?token={TOKEN}", timeout=10).read())
+
+
+def test_02_train_runs_all_cells_from_the_menu(lab, browser):
+    base, folder, shots = lab
+    page = _open(browser, base, "02_train")
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    n_code = sum(c.cell_type == "code" for c in nbformat.read(folder / "02_train.ipynb", as_version=4).cells)
+    # the run is over when a cell has run and none waits or runs ([*]); a cell that raises ends it early
+    page.wait_for_function(
+        "() => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')].map(e => e.textContent);"
+        " return p.some(t => /\\[\\d+\\]/.test(t)) && !p.some(t => t.includes('*')); }", timeout=480_000, polling=1000)
+    deadline = time.monotonic() + 60
+    while any(k["execution_state"] != "idle" for k in _kernels(base)):
+        assert time.monotonic() < deadline, _kernels(base)
+        time.sleep(0.5)
+    page.screenshot(path=str(shots / "02_train.png"), full_page=True)
+    page.keyboard.press("Control+s")
+    page.wait_for_timeout(1500)
+    saved = nbformat.read(folder / "02_train.ipynb", as_version=4)
+    errors = [o for c in saved.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors, [f"{e.ename}: {e.evalue}" for e in errors]
+    assert all(c.execution_count for c in saved.cells if c.cell_type == "code"), "not every cell ran"
+    assert len([c for c in saved.cells if c.cell_type == "code"]) == n_code
+    assert not page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
+                            has_text="Traceback").count()
+    assert page.locator(".widget-hprogress, .jp-OutputArea-output progress").count() >= 1, "no progress bar rendered"
+    figures = page.locator(".jp-RenderedImage img")
+    assert figures.count() >= 2
+    assert all(figures.nth(i).evaluate("img => img.complete && img.naturalWidth > 100") for i in range(figures.count()))
+    page.close()
+
+
+@pytest.mark.parametrize("name, shown", [("03_analysis", ".jp-RenderedImage img"), ("04_draw", ".jp-OutputArea-output")])
+def test_stored_outputs_render(lab, browser, name, shown):
+    base, _, shots = lab
+    page = _open(browser, base, name)
+    page.wait_for_selector(shown, state="attached", timeout=60_000)
+    outputs = page.locator(shown)
+    assert outputs.count() >= 1
+    if name == "03_analysis":
+        assert all(outputs.nth(i).evaluate("img => img.complete && img.naturalWidth > 100") for i in range(outputs.count()))
+    else:
+        assert "模型" in page.locator(".jp-OutputArea-output").all_inner_texts()[0]
+    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+    page.close()
