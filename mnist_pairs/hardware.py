@@ -71,6 +71,16 @@ def setup_backend(cfg, device: torch.device) -> None:
         torch.set_float32_matmul_precision("medium")
 
 
+LOCK_FILE = PROJECT_ROOT / "requirements.lock"   # every package's exact version and hash (`make lock`)
+
+
+def lock_sha256() -> str | None:
+    """The sha256 of requirements.lock: which locked environment a run was trained in."""
+    import hashlib
+
+    return hashlib.sha256(LOCK_FILE.read_bytes()).hexdigest() if LOCK_FILE.is_file() else None
+
+
 def numeric_path(device: torch.device, precision: str) -> dict:
     """What decides a run's arithmetic bit for bit beyond its config: torch's intra-op thread count
     (reductions split by thread), the precision and the kernels ATen dispatches to (AVX2 / AVX512)
@@ -136,7 +146,7 @@ def environment(device: torch.device, precision: str) -> dict:
         "python": platform.python_version(), "platform": platform.platform(),
         "torch": torch.__version__, "torchvision": torchvision_version(), "numpy": numpy.__version__,
         "scikit_learn": sklearn.__version__, "matplotlib": matplotlib.__version__,
-        "git_commit": _git_commit(), "device": str(device), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
+        "git_commit": _git_commit(), "requirements_lock_sha256": lock_sha256(), "device": str(device), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
         "cpu_isa": "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "other",
         "cpu_native_bf16": cpu_has_native_bf16(),
         "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),

@@ -53,4 +53,30 @@ def test_a_perturbation_holds_only_within_the_limit():
            "runs": {"m": {"rows": {"clean": {"drop_pp": 0.0}, "a": {"drop_pp": 1.5}, "b": {"drop_pp": 1.51}}}}}
     j = judged(out, limit_pp=1.5)
     assert j["runs"]["m"]["failing"] == ["b"] and j["runs"]["m"]["rows"]["a"]["holds"] and j["limit_pp"] == 1.5
+    assert j["runs"]["m"]["near"] == ["a", "b"] and j["runs"]["m"]["worst"] == "b"
     assert judged(None) is None
+
+
+def test_rows_the_conversion_undoes_stay_out_of_the_verdict():
+    """load_digit inverts, crops, rescales and centres: inverted, off-centre and scaled pictures reach the model
+    as the clean one does (0.00 in the committed table), so their rows say nothing about the model. A cost
+    there (a broken conversion) is not a model failure either, and the worst row is a tested one."""
+    from mnist_pairs.study.findings import NEUTRALISED, judged
+
+    out = {"perturbations": {"clean": "", "thick": "", "inverted": "", "off_centre": ""},
+           "runs": {"m": {"rows": {"clean": {"drop_pp": 0.0}, "thick": {"drop_pp": 0.4},
+                                   "inverted": {"drop_pp": 9.0}, "off_centre": {"drop_pp": 0.0}}}}}
+    j = judged(out, limit_pp=1.5)
+    m = j["runs"]["m"]
+    assert m["tested"] == ["thick"] and m["failing"] == [] and m["worst"] == "thick" and m["near"] == []
+    assert m["rows"]["inverted"]["neutralised"] and not m["rows"]["thick"]["neutralised"]
+    assert j["neutralised"] == ["inverted", "off_centre"] and set(j["neutralised"]) <= set(NEUTRALISED)
+
+
+def test_a_stretch_target_inside_the_interval_is_a_point_estimate_only():
+    from mnist_pairs.study.confirmation import stretch_state
+
+    assert stretch_state(0.9953, [0.9936, 0.9967], 0.995) == "point_only"   # the committed ensemble
+    assert stretch_state(0.9953, [0.9951, 0.9960], 0.995) == "met"
+    assert stretch_state(0.9953, None, 0.995) == "point_only"                # no interval: one number
+    assert stretch_state(0.9940, [0.9920, 0.9960], 0.995) == "missed"

@@ -186,7 +186,12 @@ def test_a_fresh_run_of_a_committed_seed_is_checked_against_that_run_and_the_dis
     group = _group({5: 0.993, 6: 0.994, 7: 0.995})
     same = R.repro_check(_fresh(6, 0.994, "2026-02-02T00:00:00"), group)
     assert same["keys"] == ["heldout_acc", "test_acc"] and same["heldout_acc"]["inside"]
-    assert same["twin"] == {"seed": 6, "identical": True}
+    assert same["twin"] == {"seed": 6, "identical": True, "before_fix": False}
+    # a shared-encoding group whose run of that seed finished before the determinism fix: not rebuildable
+    shared = group | {"config": {"pairing": "shared"}, "runs": [r | {"finished": "2026-11-29T00:00:00"} for r in group["runs"]]}
+    assert R.repro_check(_fresh(6, 0.994, "2026-02-02T00:00:00"), shared)["twin"]["before_fix"] is True
+    later = shared | {"runs": [r | {"finished": "2026-12-01T00:00:00"} for r in group["runs"]]}
+    assert R.repro_check(_fresh(6, 0.994, "2026-02-02T00:00:00"), later)["twin"]["before_fix"] is False
     moved = R.repro_check(_fresh(6, 0.9941, "2026-02-02T00:00:00"), group)
     assert moved["twin"]["identical"] is False and moved["heldout_acc"]["inside"]
     far = R.repro_check(_fresh(42, 0.95, "2026-02-02T00:00:00"), group)

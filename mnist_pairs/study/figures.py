@@ -21,7 +21,7 @@ from ..paths import Reports
 from ..plots import new_figure, plot_reliability, save_figure
 from ..seed_reference import SEED
 from .ablation import BASELINE, ablation_rows
-from .confirmation import PLAN
+from .confirmation import PLAN, outcome
 
 # (group, metric, label) of the headline figure, top to bottom
 HEADLINE_ROWS = [
@@ -33,8 +33,23 @@ HEADLINE_ROWS = [
 ]
 
 
-def plot_headline(rows: list[tuple[str, list[float], dict]], seed_acc: float, target: float) -> Figure:
-    """Each row: its runs as dots and their mean with the 95 % CI; the seed's one number as a line."""
+def verdict_line(verdict: dict | None, target: float) -> str | None:
+    """The confirmation's registered test and verdict in one line (the paired Δ on the confirmation set,
+    the held-out mean against its target), for the headline figure."""
+    if not verdict or not verdict.get("delta_confirm"):
+        return None
+    d = verdict["delta_confirm"]
+    half = 100 * (d["ci95"][1] - d["ci95"][0]) / 2
+    held = "达到" if verdict["target_ok"] else f"低 {100 * verdict['short_by']:.2f} 个百分点"
+    return (f"预先登记的检验：确认集上改进模型 − 原实验配置 = {100 * d['mean']:+.2f} ± {half:.2f} 个百分点"
+            f"（按训练种子配对，区间下限{'大于' if verdict['delta_ok'] else '不大于'} 0）；留出对均值比目标 {100 * target:.2f}% "
+            f"{held}：{'已确认' if verdict['confirmed'] else '未确认'}")
+
+
+def plot_headline(rows: list[tuple[str, list[float], dict]], seed_acc: float, target: float,
+                  verdict: str | None = None) -> Figure:
+    """Each row: its runs as dots and their mean with the 95 % CI; the seed's one number as a line;
+    the confirmation's verdict (verdict_line) under the title."""
     fig, ax = new_figure(figsize=(9, 0.7 * len(rows) + 1.6))
     y = np.arange(len(rows))[::-1]
     for yi, (label, xs, st) in zip(y, rows):
@@ -47,23 +62,25 @@ def plot_headline(rows: list[tuple[str, list[float], dict]], seed_acc: float, ta
     ax.axvline(100 * target, color="grey", ls=":", lw=1.2, label=f"改进模型的预定目标 {100 * target:.2f}%（留出对均值）")
     ax.set_yticks(y, [r[0] for r in rows])
     ax.set(xlabel="准确率 (%)：点为单个训练种子，圆点与横线为均值及 95% 置信区间",
-           title=f"原实验公布的 {100 * seed_acc:.2f}% 与多个训练种子的分布")
+           title=f"原实验公布的 {100 * seed_acc:.2f}% 与多个训练种子的分布" + (f"\n{verdict}" if verdict else ""))
+    if verdict:
+        ax.title.set_fontsize(9)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), fontsize=8, frameon=False, ncol=1)
     fig.tight_layout()
     return fig
 
 
 def plot_forest(labels: list[str], held: list[dict], val: list[dict]) -> Figure:
-    """Paired Δ (pp) per change, sorted: held-out (filled) and validation (hollow), 95 % CIs;
-    dark when the held-out interval leaves out 0."""
+    """Paired Δ (pp) per change, sorted: held-out (filled) and validation (hollow), 95 % CIs; each
+    interval blue when it leaves out 0, grey when it holds 0."""
     fig, ax = new_figure(figsize=(9, 0.5 * len(labels) + 1.6))
     y = np.arange(len(labels))[::-1]
     for yi, h, v in zip(y, held, val):
-        clear = not h["ci95"][0] <= 0 <= h["ci95"][1]
-        for st, dy, face in ((h, 0.12, "C0" if clear else "grey"), (v, -0.12, "white")):
+        for st, dy, filled in ((h, 0.12, True), (v, -0.12, False)):
+            color = "grey" if st["ci95"][0] <= 0 <= st["ci95"][1] else "C0"
             m, lo, hi = 100 * st["mean"], 100 * st["ci95"][0], 100 * st["ci95"][1]
-            ax.errorbar(m, yi + dy, xerr=[[m - lo], [hi - m]], fmt="o", mfc=face,
-                        color="C0" if clear else "grey", capsize=3)
+            ax.errorbar(m, yi + dy, xerr=[[m - lo], [hi - m]], fmt="o", mfc=color if filled else "white",
+                        color=color, capsize=3)
     ax.axvline(0, color="k", lw=1)
     ax.set_yticks(y, labels)
     ax.set(xlabel="与原实验最终配置的差 Δ（百分点，同一训练种子相减；实心：留出对，空心：验证对）",
@@ -84,9 +101,10 @@ def plot_improved_curves(curves: dict[str, tuple[list[int], np.ndarray]]) -> Fig
     fig, ax = new_figure(figsize=(9, 4.5))
     for i, (label, (ep, acc)) in enumerate(curves.items()):
         color = ("C0", "C2")[i % 2]
-        ax.plot(ep, acc.mean(0), color=color, lw=2, label=f"{label}（{len(acc)} 个训练种子的均值）")
-        ax.fill_between(ep, acc.min(0), acc.max(0), color=color, alpha=0.2)
-    ax.set(xlabel="轮次 (epoch)", ylabel="验证对准确率", ylim=(0.95, 1.0),
+        pct = 100 * acc
+        ax.plot(ep, pct.mean(0), color=color, lw=2, label=f"{label}（{len(acc)} 个训练种子的均值）")
+        ax.fill_between(ep, pct.min(0), pct.max(0), color=color, alpha=0.2)
+    ax.set(xlabel="轮次 (epoch)", ylabel="验证对准确率 (%)", ylim=(95, 100),
            title="改进模型与原实验配置的验证曲线（同一组新训练种子；阴影：最低到最高的训练种子）")
     ax.legend(loc="lower right", fontsize=9)
     fig.tight_layout()
@@ -102,7 +120,9 @@ def write_report_figures(reports: Reports = Reports()) -> list[Path]:
         rows = [(label, [r[key] for r in groups[g]["runs"]], {"mean": groups[g]["mean"][key], "ci95": groups[g]["ci95"][key]})
                 for g, key, label in HEADLINE_ROWS if g in groups]
         if rows:
-            paths.append(save_figure(plot_headline(rows, SEED["best_test_acc"], PLAN["heldout_target"]), out / "headline.png"))
+            verdict = verdict_line(outcome(groups), PLAN["heldout_target"])
+            paths.append(save_figure(plot_headline(rows, SEED["best_test_acc"], PLAN["heldout_target"], verdict),
+                                     out / "headline.png"))
         seed_rows = sorted((r for r in ablation_rows(groups) if r["delta"] and not r["lever"]),
                            key=lambda r: r["delta"]["heldout_acc"]["mean"])
         if seed_rows:

@@ -10,6 +10,11 @@ from __future__ import annotations
 import math
 
 ROBUST_LIMIT_PP = 1.5   # a perturbation "holds up" if it costs at most this many points of accuracy against clean pairs
+ROBUST_NEAR_PP = 0.1    # a row this close to the limit (either side) is flagged: one run cannot place it on a side
+# Perturbations the picture conversion itself undoes before the model sees the image (serve/images.py
+# load_digit: inverts light-on-dark pictures, crops to the ink, rescales it to MNIST's 20-pixel box and
+# centres it): their rows test the conversion, not the model, and stay out of the verdict.
+NEUTRALISED = ("inverted", "off_centre", "scale_0.6", "scale_1.4")
 
 
 def seed_place(test_group: dict | None, seed_acc: float) -> dict | None:
@@ -82,13 +87,20 @@ def rank_in(run: dict | None, group: dict | None, key: str = "heldout_acc") -> d
     return {"rank": 1 + sum(r[key] > mine[key] for r in group["runs"]), "n": len(group["runs"])}
 
 
-def judged(out: dict | None, limit_pp: float = ROBUST_LIMIT_PP) -> dict | None:
+def judged(out: dict | None, limit_pp: float = ROBUST_LIMIT_PP, near_pp: float = ROBUST_NEAR_PP) -> dict | None:
     """serve.robustness.measure()'s result with the verdict per row: `holds` if it costs at most limit_pp points
-    against the clean conversion; per run, the rows that do not hold."""
+    against the clean conversion, `neutralised` if the conversion undoes it (NEUTRALISED: no verdict), `near`
+    if within near_pp of the limit. Per run: the rows that test the model (`tested`), those that do not hold
+    (`failing`), those near the limit, and the worst tested row."""
     if not out:
         return None
     runs = {}
+    tested = [n for n in out["perturbations"] if n != "clean" and n not in NEUTRALISED]
     for k, r in out["runs"].items():
-        rows = {n: v | {"holds": v["drop_pp"] <= limit_pp} for n, v in r["rows"].items()}
-        runs[k] = r | {"rows": rows, "failing": [n for n in out["perturbations"] if not rows[n]["holds"]]}
-    return out | {"limit_pp": limit_pp, "runs": runs}
+        rows = {n: v | {"holds": v["drop_pp"] <= limit_pp, "neutralised": n in NEUTRALISED,
+                        "near": n in tested and abs(v["drop_pp"] - limit_pp) <= near_pp} for n, v in r["rows"].items()}
+        runs[k] = r | {"rows": rows, "tested": tested, "failing": [n for n in tested if not rows[n]["holds"]],
+                       "near": [n for n in tested if rows[n]["near"]],
+                       "worst": max(tested, key=lambda n: rows[n]["drop_pp"])}
+    return out | {"limit_pp": limit_pp, "near_pp": near_pp, "runs": runs,
+                  "neutralised": [n for n in out["perturbations"] if n in NEUTRALISED]}

@@ -65,6 +65,32 @@ def run_facts(run: Run) -> dict:
             "precision_reason": precision_reason(run.env)}
 
 
+def precision_paths(groups: dict) -> dict | None:
+    """The precisions (and CPUs' native bf16) of the improved configuration's exploration runs and of its
+    confirmation runs; `differ` when the two sets of runs did not all take the same precision path."""
+    explore, confirm = groups.get(IMPROVED_FROM), groups.get(PLAN["improved"])
+    if not explore or not confirm:
+        return None
+    path = lambda g: sorted({(r["precision"], bool(r.get("cpu_native_bf16"))) for r in g["runs"]})
+    return {"explore": path(explore), "confirm": path(confirm), "differ": path(explore) != path(confirm),
+            "explore_mean": explore["mean"]["heldout_acc"], "confirm_mean": confirm["mean"]["heldout_acc"]}
+
+
+def lock_facts(published_runs: list[tuple[str, dict | None]]) -> dict:
+    """requirements.lock's digest, and for each published run whether it was trained in an environment
+    installed from this lock ("same"), another one ("other", with its digest) or before runs recorded it."""
+    from ..hardware import lock_sha256
+
+    now = lock_sha256()
+    rows = []
+    for what, run in published_runs:
+        if run is not None:
+            had = run["env"].get("requirements_lock_sha256")
+            rows.append({"what": what, "state": "same" if had == now else "other" if had else "unrecorded",
+                         "sha256": had})
+    return {"sha256": now, "runs": rows}
+
+
 def _pick(groups: dict, name: str, model: str, protocol: str) -> dict | None:
     """The group `name`, else the first plain MNIST group of that model and protocol (not an
     ablation, open-set or other-dataset group)."""
@@ -134,6 +160,8 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
         "improved_holds_target": bool(groups.get(IMPROVED_FROM))
         and interval_holds(groups[IMPROVED_FROM], "heldout_acc", PLAN["heldout_target"]),
         "timeline": timeline(groups), "confirmation": cf,
+        "paths": precision_paths(groups),
+        "lock": lock_facts([("原实验配置", S), ("拼接基线", C), ("改进模型", I)]),
         "improved_run": I, "improved_pick_ok": improved_pick_ok(I, confirm_group, cf),
         "improved_is_confirmation_run": I_committed,
         "improved_repro": repro_check(I, confirm_group) if I and confirm_group and not I_committed

@@ -41,7 +41,9 @@ def repro_check(fresh: dict, group: dict) -> dict | None:
     twin = next((r for r in group["runs"] if r["seed"] == fresh["cfg"]["seed"]), None)
     if twin is not None:
         out["twin"] = {"seed": twin["seed"], "identical": all(
-            out[k]["value"] == twin[k] for k in out["keys"]) and fresh["results"]["best_val"]["acc"] == twin["val_acc"]}
+            out[k]["value"] == twin[k] for k in out["keys"]) and fresh["results"]["best_val"]["acc"] == twin["val_acc"],
+            # a shared-encoding run that finished before the determinism fix cannot be rebuilt bit for bit
+            "before_fix": group.get("config", {}).get("pairing") == "shared" and twin["finished"] < DETERMINISM_FIX["time"]}
     return out
 
 
