@@ -43,9 +43,17 @@ def lab(tmp_path_factory, mnist_root):
     args = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
             f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={folder}", "--LabApp.news_url=",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"] + (["--allow-root"] if os.getuid() == 0 else [])
+    # user settings: every cell in the page (no windowing: the test reads all prompts and outputs), no news
+    settings = root / "settings"
+    for ext, values in (("notebook-extension/tracker", {"windowingMode": "none"}),
+                        ("apputils-extension/notification", {"fetchNews": "false"})):
+        path = settings / "@jupyterlab" / f"{ext}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
     with open(log, "w") as out:
         proc = subprocess.Popen(args, cwd=folder, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                env=os.environ | {"JUPYTER_CONFIG_DIR": str(root / "config")})
+                                env=os.environ | {"JUPYTER_CONFIG_DIR": str(root / "config"),
+                                                  "JUPYTERLAB_SETTINGS_DIR": str(settings)})
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(240):
@@ -78,7 +86,8 @@ def browser():
 
 def _open(browser, base: str, name: str):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(f"{base}/lab/tree/{name}.ipynb?token={TOKEN}")
+    # a workspace of its own, reset: only this notebook open (the default one restores earlier tabs)
+    page.goto(f"{base}/lab/workspaces/{name}/tree/{name}.ipynb?reset&token={TOKEN}")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
     return page
 
@@ -87,23 +96,48 @@ def _kernels(base: str) -> list[dict]:
     return json.loads(urllib.request.urlopen(f"{base}/api/kernels?token={TOKEN}", timeout=10).read())
 
 
+STATUS = ("() => { const e = document.querySelector('.jp-Notebook-ExecutionIndicator');"
+          " return e ? e.getAttribute('data-status') : null; }")   # the page's view of its kernel
+
+
+def _wait_status(page, until, what: str, timeout: float, steady: float = 0.0) -> None:
+    """Poll the notebook's kernel status as the page shows it until `until(status)` has held for `steady`
+    seconds. (The server's /api/kernels execution_state stays "idle" while a cell trains: not usable.)"""
+    deadline, since = time.monotonic() + timeout, None
+    while True:
+        if until(page.evaluate(STATUS)):
+            since = since or time.monotonic()
+            if time.monotonic() - since >= steady:
+                return
+        else:
+            since = None
+        assert time.monotonic() < deadline, f"{what} within {timeout:.0f} s (status {page.evaluate(STATUS)})"
+        time.sleep(0.25)
+
+
 def test_02_train_runs_all_cells_from_the_menu(lab, browser):
     base, folder, shots = lab
     page = _open(browser, base, "02_train")
+    _wait_status(page, lambda s: s == "idle", "the notebook's kernel was not ready", 120)   # Run All before that is lost
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
     page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
     n_code = sum(c.cell_type == "code" for c in nbformat.read(folder / "02_train.ipynb", as_version=4).cells)
-    # the run is over when a cell has run and none waits or runs ([*]); a cell that raises ends it early
-    page.wait_for_function(
-        "() => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')].map(e => e.textContent);"
-        " return p.some(t => /\\[\\d+\\]/.test(t)) && !p.some(t => t.includes('*')); }", timeout=480_000, polling=1000)
-    deadline = time.monotonic() + 60
-    while any(k["execution_state"] != "idle" for k in _kernels(base)):
-        assert time.monotonic() < deadline, _kernels(base)
-        time.sleep(0.5)
-    page.screenshot(path=str(shots / "02_train.png"), full_page=True)
+    try:
+        _wait_status(page, lambda s: s == "busy", "Run All Cells did not start", 60)
+        # the run is over when the kernel has stayed idle (a cell that raises ends it early) and no cell waits
+        _wait_status(page, lambda s: s == "idle", "the notebook did not finish", 600, steady=3)
+        page.wait_for_function("() => ![...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')]"
+                               ".some(e => e.textContent.includes('*'))", timeout=30_000)
+        assert [k["execution_state"] for k in _kernels(base)] == ["idle"]
+    finally:
+        page.screenshot(path=str(shots / "02_train.png"), full_page=True)
+    before = (folder / "02_train.ipynb").stat().st_mtime_ns
     page.keyboard.press("Control+s")
-    page.wait_for_timeout(1500)
+    for _ in range(100):
+        if (folder / "02_train.ipynb").stat().st_mtime_ns != before:
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)
     saved = nbformat.read(folder / "02_train.ipynb", as_version=4)
     errors = [o for c in saved.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors, [f"{e.ename}: {e.evalue}" for e in errors]
@@ -128,6 +162,6 @@ def test_stored_outputs_render(lab, browser, name, shown):
     if name == "03_analysis":
         assert all(outputs.nth(i).evaluate("img => img.complete && img.naturalWidth > 100") for i in range(outputs.count()))
     else:
-        assert "模型" in page.locator(".jp-OutputArea-output").all_inner_texts()[0]
+        assert page.locator(".jp-OutputArea-output", has_text="模型：").count() == 1
     page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
     page.close()

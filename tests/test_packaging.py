@@ -49,9 +49,13 @@ def test_the_lock_was_compiled_from_pyproject_and_satisfies_it():
 def test_the_environment_holds_exactly_the_locked_versions():
     """The interpreter running the tests (.venv, as `make test` installed it) has every locked package at
     its locked version and nothing else beyond the installers and the project itself."""
+    import sysconfig
     from importlib.metadata import distributions
 
-    installed = {_name(d.metadata["Name"]): d.version for d in distributions()}
+    # site-packages only: once setuptools is imported, sys.path also holds its _vendor folder, whose
+    # vendored copies (packaging, platformdirs …) carry dist-info of their own
+    site = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    installed = {_name(d.metadata["Name"]): d.version for d in distributions(path=sorted(site))}
     pins = _locked()
     assert {n: installed.get(n) for n in pins} == pins
     assert set(installed) - set(pins) <= {"pip", "uv", "setuptools", "wheel", "mnist-pairs"}
