@@ -5,10 +5,13 @@
 
 In JupyterLab a person runs the notebook, types `threshold = 0.5` in a scratch cell, and runs the
 config cell again: only the parameters cell may reach the config, not every plain global the
-kernel holds. The kernel's input history (IPython's `In`) has the source of every cell it ran; the
-parameters cell and papermill's injected cell each begin with a `# parameters` comment (papermill
-writes "# Parameters"), so their last executions are found there, read as `name = literal` lines
-and applied in the order they ran (papermill's -p values come after the cell they override).
+kernel holds. Importing this module in a kernel registers an IPython `pre_run_cell` hook that keeps
+the source of every cell the kernel runs from then on (IPython's `In` misses cells run with
+store_history=False, as nbval runs them); the notebooks import it in the cell before the parameters
+cell. The parameters cell and papermill's injected cell each begin with a `# parameters` comment
+(papermill writes "# Parameters"), so their last executions are found there, read as
+`name = literal` lines and applied in the order they ran (papermill's -p values come after the cell
+they override).
 """
 from __future__ import annotations
 
@@ -18,6 +21,24 @@ from typing import Any
 from .errors import ConfigError
 
 MARK = "# parameters"  # a parameters cell's first line begins with it (case-insensitive)
+CELLS: list[str] = []  # the source of every cell this kernel ran since the module was imported
+
+
+def _record(info) -> None:
+    CELLS.append(info.raw_cell)
+
+
+def _install() -> None:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and _record not in shell.events.callbacks["pre_run_cell"]:
+        shell.events.register("pre_run_cell", _record)
+
+
+_install()
 
 
 def is_parameters_cell(source: str) -> bool:
@@ -49,6 +70,8 @@ def notebook_parameters(history: list[str] | None = None) -> dict[str, Any]:
     """The parameters of this kernel's notebook: the last runs of its parameters cell and of
     papermill's injected cell, applied in the order they ran. `history`: the executed cells' sources, oldest first (default:
     IPython's `In`)."""
+    if history is None and CELLS:
+        history = list(CELLS)
     if history is None:
         from IPython import get_ipython
 
