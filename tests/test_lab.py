@@ -19,6 +19,7 @@ import urllib.request
 
 import nbformat
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from mnist_pairs.paths import NOTEBOOKS_DIR, REPORTS_DIR
 from test_demo import CHROMIUM, FLAGS, _free_port
@@ -119,11 +120,19 @@ def test_02_train_runs_all_cells_from_the_menu(lab, browser):
     base, folder, shots = lab
     page = _open(browser, base, "02_train")
     _wait_status(page, lambda s: s == "idle", "the notebook's kernel was not ready", 120)   # Run All before that is lost
-    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    started = ("() => [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')]"
+               ".some(e => /\\[(\\*|\\d+)\\]/.test(e.textContent))")   # a cell queued, running or run
+    for _ in range(3):   # a click the page drops while it settles is made again
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        try:
+            page.wait_for_function(started, timeout=20_000)
+            break
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
     n_code = sum(c.cell_type == "code" for c in nbformat.read(folder / "02_train.ipynb", as_version=4).cells)
     try:
-        _wait_status(page, lambda s: s == "busy", "Run All Cells did not start", 60)
+        page.wait_for_function(started, timeout=1_000)   # "Run All Cells did not start" otherwise
         # the run is over when the kernel has stayed idle (a cell that raises ends it early) and no cell waits
         _wait_status(page, lambda s: s == "idle", "the notebook did not finish", 600, steady=3)
         page.wait_for_function("() => ![...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')]"
