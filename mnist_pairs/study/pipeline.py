@@ -115,9 +115,10 @@ def _move_into_place(stage: Path, reports_dir: Path) -> None:
     output first set aside as .<name>.old. Idempotent: run again after an interruption (a kill), it
     finishes what is left. An OSError (a full disk) puts back what had moved and re-raises: reports_dir
     is then as it was, and the staging folder, still complete, waits for the next study."""
+    rels = json.loads((stage / COMPLETE).read_text())["outputs"]
     moved = []   # (src, dst, old) of the outputs moved so far
     try:
-        for rel in json.loads((stage / COMPLETE).read_text())["outputs"]:
+        for rel in rels:
             src, dst = stage / rel, reports_dir / rel
             old = dst.with_name(f".{dst.name}.old")
             if not src.exists():        # moved before an interruption
@@ -137,7 +138,7 @@ def _move_into_place(stage: Path, reports_dir: Path) -> None:
         raise UserError(f"the study finished but moving its outputs into {reports_dir} failed ({e}); {reports_dir} "
                         f"is as it was and the finished study waits in {stage}: free some space and run `make "
                         "study` again (it moves them into place first)") from None
-    for rel in json.loads((stage / COMPLETE).read_text())["outputs"]:
+    for rel in rels:
         dst = reports_dir / rel
         _remove(dst.with_name(f".{dst.name}.old"))
     shutil.rmtree(stage)
