@@ -22,10 +22,10 @@ from ..paths import SWEEPS_DIR, Reports, atomic_write_bytes, resolve, utc_now, u
 from ..errors import RunNotFound
 from ..runs import Run, write_json
 from ..stats import interval
-from . import speed
+from . import recipes, speed
 
 RUN_FILES = ("config.yaml", "history.json", "env.json", "results.json")
-NUMERIC = ("selected_epoch", "val_acc", "test_acc", "test_acc_at_threshold", "final_test_acc", "best_test_acc",
+NUMERIC = ("selected_epoch", "val_acc", "final_val_acc", "test_acc", "test_acc_at_threshold", "final_test_acc", "best_test_acc",
            "heldout_acc", "heldout_auc", "heldout_acc_at_threshold", "final_heldout_acc", "train_seconds",
            "confirm_acc", "confirm_auc")
 
@@ -34,6 +34,7 @@ def run_row(run: Run) -> dict:
     r, env, cfg = run.results, run.env, run.cfg
     row = {"seed": cfg.seed, "selected_epoch": r["selected_epoch"],
            "val_acc": r["best_val"]["acc"] if "best_val" in r else None,
+           "final_val_acc": r["final_val"]["acc"] if "final_val" in r else None,
            "test_acc": r["best_test"]["acc"], "test_acc_at_threshold": r["best_test"]["acc_at_threshold"],
            "final_test_acc": r["final_test"]["acc"], "best_test_acc": r["best_test_acc"],
            "heldout_acc": r["best_heldout"]["acc"], "heldout_auc": r["best_heldout"]["auc"],
@@ -135,5 +136,7 @@ def summarize(sweeps_dir: str = SWEEPS_DIR, reports: Reports = Reports(), copy_r
     summary = {"command": "python -m mnist_pairs summarize", "written": utc_now(), "groups": by_name}
     if (fast := speed.summary_record(by_name)) is not None:    # issue 22's recipe: rule commit, choice, confirmation
         summary["time_to_accuracy"] = fast
+    if (plan := recipes.summary_record(by_name, reports)) is not None:   # issue 32's best and fast recipes
+        summary["recipes"] = plan
     write_json(out, summary)
     return summary

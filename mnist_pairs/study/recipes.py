@@ -1,0 +1,106 @@
+"""The `best` and `fast` recipes of issue 32, chosen by the rule registered before their runs.
+
+    record = summary_record(groups, reports)     # what reports/summary.json keeps
+    facts = report_facts(groups, reports)        # what the report says (None before any candidate ran)
+
+The plan is docs/plans/best_and_fast.md (PLAN_COMMIT). Every candidate keeps the final weights of
+its fixed schedule; validation pairs of training seeds 0-2 choose among a recipe's candidates
+that are within its time budget on both precision paths. Held-out pairs are carried along for the
+record and never read by `choose`.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from ..paths import Reports
+from ..stats import interval
+
+PLAN_FILE = "docs/plans/best_and_fast.md"
+PLAN_COMMIT, PLAN_TIME = "3c3cf6e", "2026-12-07T02:40:15+00:00"   # `git log -1 --format=%cI 3c3cf6e`
+SWEEP_SEEDS = (0, 1, 2)
+TIE = 0.0005                # mean validation accuracy within 0.05 pp of the highest counts as tied
+PATHS = ("bf16", "fp32")
+RECIPES = {
+    "best": {"candidates": ("best_a__validation", "best_b__validation", "best_c__validation"),
+             "budget_s": {"bf16": 600.0, "fp32": 1500.0}},
+    "fast": {"candidates": ("fast_e__validation", "fast_f__validation"),
+             "budget_s": {"bf16": 120.0, "fp32": 300.0}},
+}
+# each path's committed per-epoch seconds, process start to end (the time-to-accuracy benchmark of
+# issue 22's recipe, the same model): what scales a candidate's epochs to the path it did not run on
+PATH_BENCH = {"bf16": "time_to_accuracy_bf16.json", "fp32": "time_to_accuracy_fp32.json"}
+
+
+def _seconds_between(start: str, end: str) -> float:
+    return (datetime.fromisoformat(end[:19]) - datetime.fromisoformat(start[:19])).total_seconds()
+
+
+def path_epoch_seconds(reports: Reports) -> dict[str, float]:
+    """{path: mean wall seconds per epoch, process start to end} from the committed benchmarks."""
+    out = {}
+    for path, name in PATH_BENCH.items():
+        f = reports.benchmarks / name
+        if f.is_file():
+            b = json.loads(f.read_text())
+            out[path] = b["wall_s"]["mean"] / b["runs"][0]["epochs"]
+    return out
+
+
+def candidate_row(group: dict, budget_s: dict[str, float], per_epoch: dict[str, float]) -> dict:
+    """One candidate: its validation mean (final weights at threshold 0.5), the run walls (the run's
+    start to its results file) on the path it ran, and its epochs scaled to the other path."""
+    cfg, runs = group["config"], group["runs"]
+    ran = sorted({r["precision"] for r in runs})
+    walls = [_seconds_between(r["started"], r["finished"]) for r in runs if r.get("started")]
+    slowest = max(walls) if len(walls) == len(runs) else None
+    scaled = {p: cfg["epochs"] * s for p, s in per_epoch.items() if p not in ran}
+    checks = {p: slowest is not None and slowest <= budget_s[p] for p in ran if p in budget_s}
+    checks |= {p: t <= budget_s[p] for p, t in scaled.items()}
+    vals = [r["final_val_acc"] for r in runs]
+    return {"group": group["group"], "params": group["name"], "epochs": cfg["epochs"], "lr": cfg["lr"],
+            "ema": cfg["ema"], "checkpoint": cfg.get("checkpoint"), "n_runs": group["n_runs"],
+            "seeds": [r["seed"] for r in runs], "val": interval(vals),
+            "heldout": {"mean": group["mean"]["heldout_acc"], "ci95": group["ci95"]["heldout_acc"]},
+            "ran_on": ran, "cpus": sorted({r["cpu"] for r in runs}), "slowest_s": slowest,
+            "scaled_s": scaled, "budget_checks": checks,
+            "within_budget": len(checks) == len(PATHS) and all(checks.values()),
+            "started": sorted(r["started"] for r in runs if r.get("started"))}
+
+
+def choose(groups: dict, recipe: str, reports: Reports = Reports()) -> dict:
+    """The plan's rule for one recipe: {"rows", "chosen" (a group name or None), "why"}. Nothing is
+    chosen until every candidate has its three sweep seeds."""
+    spec = RECIPES[recipe]
+    per_epoch = path_epoch_seconds(reports)
+    rows = [candidate_row(groups[n], spec["budget_s"], per_epoch) for n in spec["candidates"] if n in groups]
+    complete = len(rows) == len(spec["candidates"]) and all(sorted(r["seeds"]) == list(SWEEP_SEEDS) for r in rows)
+    if not complete:
+        return {"rows": rows, "chosen": None, "why": "incomplete"}
+    within = [r for r in rows if r["within_budget"]]
+    if not within:
+        return {"rows": rows, "chosen": None, "why": "none_within_budget"}
+    top = max(r["val"]["mean"] for r in within)
+    tied = [r for r in within if r["val"]["mean"] >= top - TIE]
+    chosen = min(tied, key=lambda r: (r["epochs"], bool(r["ema"]), -r["val"]["mean"]))
+    return {"rows": rows, "chosen": chosen["group"], "why": "tie_fewer_epochs" if len(tied) > 1 else "highest_val"}
+
+
+def plan_first(rows: list[dict]) -> bool:
+    """Every candidate run recorded its start, and each started after the plan's commit."""
+    started = [t for r in rows for t in r["started"]]
+    return bool(started) and len(started) == sum(r["n_runs"] for r in rows) and min(started) > PLAN_TIME[:19]
+
+
+def summary_record(groups: dict, reports: Reports = Reports()) -> dict | None:
+    """What reports/summary.json keeps: the plan, and per recipe its candidates' rows and the choice
+    (None before any candidate ran)."""
+    choices = {name: choose(groups, name, reports) for name in RECIPES}
+    if not any(c["rows"] for c in choices.values()):
+        return None
+    return {"plan": PLAN_FILE, "rule_commit": PLAN_COMMIT, "rule_time": PLAN_TIME, "sweep_seeds": list(SWEEP_SEEDS),
+            "tie": TIE, "per_epoch_s": path_epoch_seconds(reports),
+            "recipes": {name: {"candidates": list(RECIPES[name]["candidates"]), "budget_s": RECIPES[name]["budget_s"],
+                               "rule_precedes_runs": plan_first(c["rows"]), "chosen": c["chosen"], "why": c["why"],
+                               "rows": c["rows"]}
+                        for name, c in choices.items()}}

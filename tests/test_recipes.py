@@ -1,0 +1,95 @@
+"""Issue 32's `best` and `fast` recipes (mnist_pairs/study/recipes.py): the rule registered in
+docs/plans/best_and_fast.md before any of their runs."""
+import json
+import subprocess
+from datetime import datetime, timedelta
+
+import pytest
+
+from mnist_pairs.paths import PROJECT_ROOT, Reports
+from mnist_pairs.study import recipes
+
+
+def _group(name: str, val: float, wall_s: float, epochs: int, ema: float = 0.0, seeds=(0, 1, 2),
+           heldout: float = 0.99, started="2026-12-07T05:00:00", precision="fp32") -> dict:
+    finished = (datetime.fromisoformat(started) + timedelta(seconds=wall_s)).isoformat()
+    runs = [{"seed": s, "final_val_acc": val, "val_acc": 0.5, "heldout_acc": heldout, "started": started,
+             "finished": finished, "precision": precision, "cpu": "AMD EPYC"} for s in seeds]
+    return {"group": name, "name": name.split("__")[0], "n_runs": len(runs), "runs": runs,
+            "config": {"epochs": epochs, "lr": 8e-4, "ema": ema, "checkpoint": "final"},
+            "mean": {"heldout_acc": heldout}, "ci95": {"heldout_acc": [heldout, heldout]}}
+
+
+@pytest.fixture
+def reports(tmp_path):
+    """A reports folder whose bf16 benchmark says 5 s per epoch, process start to end."""
+    rp = Reports(tmp_path)
+    rp.benchmarks.mkdir(parents=True)
+    (rp.benchmarks / "time_to_accuracy_bf16.json").write_text(json.dumps(
+        {"wall_s": {"mean": 100.0}, "runs": [{"epochs": 20}]}))
+    return rp
+
+
+def _fast(e=(0.990, 250, 20), f=(0.989, 200, 16), **kw) -> dict:
+    return {"fast_e__validation": _group("fast_e__validation", *e, **kw),
+            "fast_f__validation": _group("fast_f__validation", *f, **kw)}
+
+
+def test_the_highest_validation_mean_within_budget_is_chosen(reports):
+    got = recipes.choose(_fast(), "fast", reports)
+    assert (got["chosen"], got["why"]) == ("fast_e__validation", "highest_val")
+    row = got["rows"][0]
+    assert row["slowest_s"] == 250 and row["scaled_s"] == {"bf16": 100.0}
+    assert row["budget_checks"] == {"fp32": True, "bf16": True}
+
+
+def test_a_candidate_over_budget_on_either_path_is_left_out(reports):
+    # fast_e's slowest run takes 301 s of the 300 s fp32 budget
+    assert recipes.choose(_fast(e=(0.990, 301, 20)), "fast", reports)["chosen"] == "fast_f__validation"
+    # 25 epochs at the bf16 path's 5 s per epoch: 125 s of its 120 s budget
+    assert recipes.choose(_fast(e=(0.990, 250, 25)), "fast", reports)["chosen"] == "fast_f__validation"
+    got = recipes.choose(_fast(e=(0.990, 301, 20), f=(0.989, 200, 25)), "fast", reports)
+    assert (got["chosen"], got["why"]) == (None, "none_within_budget")
+
+
+def test_a_tie_goes_to_fewer_epochs_then_no_ema(reports):
+    # fast_f within 0.05 pp of fast_e: tied, and it has fewer epochs
+    got = recipes.choose(_fast(e=(0.9900, 250, 20), f=(0.98951, 200, 16)), "fast", reports)
+    assert (got["chosen"], got["why"]) == ("fast_f__validation", "tie_fewer_epochs")
+    assert recipes.choose(_fast(e=(0.9900, 250, 20), f=(0.98949, 200, 16)), "fast", reports)["chosen"] == "fast_e__validation"
+    groups = {n: _group(n, 0.995, 1000, 100, ema=e) for n, e in
+              zip(recipes.RECIPES["best"]["candidates"], (0.0, 0.999, 0.0))}
+    groups["best_c__validation"]["config"]["epochs"] = 110          # more epochs: loses the tie
+    groups["best_a__validation"]["runs"][0]["final_val_acc"] = 0.9952   # best_b's EMA: the tie goes to no EMA
+    assert recipes.choose(groups, "best", reports)["chosen"] == "best_a__validation"
+
+
+def test_held_out_pairs_never_choose(reports):
+    low, high = _fast(heldout=0.90), _fast(heldout=0.999)
+    high["fast_f__validation"]["mean"]["heldout_acc"] = 1.0
+    assert recipes.choose(low, "fast", reports)["chosen"] == recipes.choose(high, "fast", reports)["chosen"]
+
+
+def test_nothing_is_chosen_before_every_candidate_has_its_seeds(reports):
+    groups = _fast()
+    groups["fast_f__validation"] = _group("fast_f__validation", 0.999, 100, 16, seeds=(0, 1))
+    assert recipes.choose(groups, "fast", reports)["why"] == "incomplete"
+    del groups["fast_f__validation"]
+    assert recipes.choose(groups, "fast", reports)["chosen"] is None
+    assert recipes.summary_record({}, reports) is None
+
+
+def test_runs_started_before_the_plan_are_flagged(reports):
+    rows = recipes.choose(_fast(), "fast", reports)["rows"]
+    assert recipes.plan_first(rows)
+    early = recipes.choose(_fast(started="2026-12-07T02:40:14"), "fast", reports)["rows"]
+    assert not recipes.plan_first(early)
+
+
+def test_the_plan_commit_time_is_the_one_git_knows():
+    r = subprocess.run(["git", "-C", str(PROJECT_ROOT), "log", "-1", "--format=%cI", recipes.PLAN_COMMIT],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip("no git history here (not a clone)")
+    assert r.stdout.strip() == recipes.PLAN_TIME
+    assert (PROJECT_ROOT / recipes.PLAN_FILE).is_file()
