@@ -104,3 +104,73 @@ def summary_record(groups: dict, reports: Reports = Reports()) -> dict | None:
                                "rule_precedes_runs": plan_first(c["rows"]), "chosen": c["chosen"], "why": c["why"],
                                "rows": c["rows"]}
                         for name, c in choices.items()}}
+
+
+# ----------------------------------------------------------------------- the confirmation (plan, "Confirmation")
+# each recipe's confirmation: its params file (committed with the choice, before the first confirmation
+# run), fresh training seeds, and the summary group of its runs per precision path. `fast` is timed from
+# process start by benchmarks/bench_time_to_accuracy.py, one JSON per path.
+CONFIRM = {
+    "best": {"params": "params/confirm_best.yaml", "seeds": (13, 14, 15, 16, 17),
+             "groups": {"fp32": "confirm_best__validation", "bf16": "confirm_best__validation_bf16"}},
+    "fast": {"params": "params/confirm_fast_final.yaml", "seeds": (18, 19, 20),
+             "groups": {"fp32": "confirm_fast_final__validation", "bf16": "confirm_fast_final__validation_bf16"},
+             "benches": {"fp32": "time_to_accuracy_final_fp32.json", "bf16": "time_to_accuracy_final_bf16.json"}},
+}
+# the commits that wrote each choice into its confirmation params file (None: not chosen yet)
+CHOICE = {"best": None, "fast": None}
+TARGETS = {"best": {"heldout_acc": 0.995, "every_seed_heldout_acc": 0.994, "ensemble_heldout_acc": 0.996},
+           "fast": {"heldout_acc": 0.993, "every_seed_heldout_acc": 0.992, "wall_s": {"bf16": 120.0, "fp32": 300.0}}}
+
+
+def fresh_seeds(groups: dict) -> bool:
+    """No group outside the confirmations holds a run on one of their seeds (13-20)."""
+    ours = {g for c in CONFIRM.values() for g in c["groups"].values()}
+    seeds = {s for c in CONFIRM.values() for s in c["seeds"]}
+    return not any(r["seed"] in seeds for name, g in groups.items() if name not in ours for r in g["runs"])
+
+
+def confirmation_facts(groups: dict, recipe: str, reports: Reports) -> dict:
+    """One recipe's confirmation as the files hold it: per precision path its runs' held-out and
+    confirmation-set figures, and for `fast` the benchmark's wall times and verdict."""
+    spec, target = CONFIRM[recipe], TARGETS[recipe]
+    paths = {}
+    for path, name in spec["groups"].items():
+        g = groups.get(name)
+        bench_file = reports.benchmarks / spec["benches"][path] if "benches" in spec else None
+        bench = json.loads(bench_file.read_text()) if bench_file and bench_file.is_file() else None
+        if g is None and bench is None:
+            continue
+        heldout = [r["heldout_acc"] for r in g["runs"]] if g else []
+        row = {"group": name, "seeds": [r["seed"] for r in g["runs"]] if g else [],
+               "heldout": interval(heldout) if heldout else None,
+               "confirm": interval([r["confirm_acc"] for r in g["runs"]]) if g and all(
+                   r.get("confirm_acc") is not None for r in g["runs"]) else None,
+               "lowest_seed_acc": min(heldout) if heldout else None,
+               "cpus": sorted({r["cpu"] for r in g["runs"]}) if g else [],
+               "mean_met": bool(heldout) and interval(heldout)["mean"] >= target["heldout_acc"],
+               "floor_met": bool(heldout) and min(heldout) >= target["every_seed_heldout_acc"]}
+        if bench is not None:
+            row |= {"wall_s": bench["wall_s"], "walls": [r["wall_s"] for r in bench["runs"]],
+                    "time_met": bench["time_met"], "met": bench["met"], "bench": f"reports/benchmarks/{spec['benches'][path]}",
+                    "command": bench["command"]}
+        else:
+            row["met"] = row["mean_met"] and row["floor_met"]
+        paths[path] = row
+    return {"params": spec["params"], "seeds": list(spec["seeds"]), "paths": paths,
+            "missing_paths": [p for p in spec["groups"] if p not in paths], "target": target,
+            "choice_commit": CHOICE[recipe]}
+
+
+def report_facts(groups: dict, reports: Reports = Reports()) -> dict | None:
+    """Everything the report says about issue 32's recipes, or None before any candidate ran."""
+    record = summary_record(groups, reports)
+    if record is None:
+        return None
+    for name, rec in record["recipes"].items():
+        rec["confirmation"] = confirmation_facts(groups, name, reports)
+        rec["chosen_row"] = next((r for r in rec["rows"] if r["group"] == rec["chosen"]), None)
+    started = [t for rec in record["recipes"].values() for r in rec["rows"] for t in r["started"]]
+    return record | {"plan_time_text": PLAN_TIME[:19].replace("T", " "),
+                     "first_started": min(started).replace("T", " ") if started else None,
+                     "seeds_fresh": fresh_seeds(groups)}
