@@ -5,7 +5,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: lock sweep-best study study-smoke test robustness demo browser confirm sweep sweep-beyond sweep-ablation sweep-levers sweep-fused sweep-fast confirm-fast summary lab data notebooks bench tensorboard clean-venv
+.PHONY: lock sweep-best confirm-fast-final study study-smoke test robustness demo browser confirm sweep sweep-beyond sweep-ablation sweep-levers sweep-fused sweep-fast confirm-fast summary lab data notebooks bench tensorboard clean-venv
 
 # uv (from PyPI) installs the same pins as pip in less than half the time (about 90 s against about
 # 200 s here: it unpacks torch's CUDA wheels in parallel). --compile-bytecode: this machine sets
@@ -122,6 +122,18 @@ sweep-fast: $(STAMP)
 BEST = best_a best_b best_c fast_e fast_f
 sweep-best: $(STAMP)
 	for p in $(BEST); do $(BIN)/python -m mnist_pairs sweep --params params/$$p.yaml --protocol validation --seeds 0-2 || exit 1; done
+	$(BIN)/python -m mnist_pairs summarize
+
+# The `fast` recipe's confirmation (docs/plans/best_and_fast.md): the candidate its rule chose, written into
+# params/confirm_fast_final.yaml with the choice, on fresh seeds 18-20, each timed from process start by the
+# benchmark into reports/benchmarks/time_to_accuracy_final_<bf16|fp32>.json; its runs are the summary group
+# confirm_fast_final__validation (fp32 path) or ..._bf16 (a CPU with native bf16). Nothing else should run
+# meanwhile; for the fp32 path on a bf16 CPU, prefix ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2.
+FINAL_RUNS ?= experiments/sweeps/$(shell $(BIN)/python -c "from mnist_pairs.hardware import cpu_has_native_bf16; \
+	from mnist_pairs.study.recipes import CONFIRM; print(CONFIRM['fast']['groups']['bf16' if cpu_has_native_bf16() else 'fp32'])")
+confirm-fast-final: $(STAMP)
+	$(BIN)/python benchmarks/bench_time_to_accuracy.py --params params/confirm_fast_final.yaml --seeds 18-20 \
+		--out-dir $(FINAL_RUNS) --out "reports/benchmarks/time_to_accuracy_final_{precision}.json"
 	$(BIN)/python -m mnist_pairs summarize
 
 # Its confirmation: the chosen recipe (params/confirm_fast.yaml) on fresh seeds 10-12, each timed from
