@@ -125,25 +125,47 @@ class Analysis:
         from sklearn.decomposition import PCA
         from sklearn.manifold import TSNE
 
-        from .models import one_vs_many
-
         emb, labels, images = self.embeddings()
         pca = PCA(n_components=2, random_state=0).fit_transform(emb)
         tsne = TSNE(n_components=2, init="pca", perplexity=30, random_state=0).fit_transform(emb)
-        # retrieval: the first image of each digit as the query, the other images as the gallery
-        queries = np.array([np.flatnonzero(labels == d)[0] for d in range(10)])
-        logits = one_vs_many(self.model, torch.from_numpy(emb[queries]), torch.from_numpy(emb)).numpy()
-        logits[np.arange(10), queries] = -np.inf                      # a query never matches itself
-        # the five best matches, then the best-scoring image of another digit: the margin between them
-        # shows what a probability of 1.000 hides
-        other = np.where(labels[None, :] == labels[queries][:, None], -np.inf, logits).argmax(axis=1)
-        top = np.concatenate([np.argsort(-logits, axis=1)[:, :5], other[:, None]], axis=1)
-        scores = np.take_along_axis(logits, top, axis=1)
+        r = retrieval(self.model, emb, labels)
         return {"embeddings": plots.plot_embeddings(pca, tsne, labels, f"留出图片的编码器嵌入（前 {len(labels):,} 张）"),
-                "retrieval": plots.plot_retrieval(images, labels, queries, top, scores)}
+                "retrieval": plots.plot_retrieval(images, labels, r["queries"], r["top"], r["scores"])}
+
+    def retrieval(self) -> dict:
+        """What the retrieval figure shows (retrieval()), from the same embeddings."""
+        emb, labels, _ = self.embeddings()
+        return retrieval(self.model, emb, labels)
 
     def save_figures(self, folder: str | Path) -> list[Path]:
         return [plots.save_figure(fig, Path(folder) / f"{name}.png") for name, fig in self.figures().items()]
+
+
+RETRIEVAL_K = 5   # the retrieval figure's best matches per query (then one column: the best of another digit)
+
+
+def retrieval(model, emb: np.ndarray, labels: np.ndarray, k: int = RETRIEVAL_K) -> dict:
+    """The retrieval figure's data: the first image of each digit as the query, the other images as
+    the gallery; per query its k best matches by the model's logit, then the best-scoring image of
+    another digit (the margin between them shows what a probability of 1.000 hides). `queries`, `top`
+    (Q, k+1) and `scores` index and score the gallery; `query_digits` and `match_digits` are their digits."""
+    from .models import one_vs_many
+
+    queries = np.array([np.flatnonzero(labels == d)[0] for d in range(10)])
+    logits = one_vs_many(model, torch.from_numpy(emb[queries]), torch.from_numpy(emb)).numpy()
+    logits[np.arange(10), queries] = -np.inf                      # a query never matches itself
+    other = np.where(labels[None, :] == labels[queries][:, None], -np.inf, logits).argmax(axis=1)
+    top = np.concatenate([np.argsort(-logits, axis=1)[:, :k], other[:, None]], axis=1)
+    scores = np.take_along_axis(logits, top, axis=1)
+    return {"k": k, "queries": queries, "top": top, "scores": scores,
+            "query_digits": labels[queries].tolist(), "match_digits": labels[top].tolist()}
+
+
+def retrieval_json(r: dict) -> dict:
+    """retrieval()'s result as plain JSON (figures/<name>/retrieval.json beside the figure)."""
+    return {"k": r["k"], "queries": r["queries"].tolist(), "top": r["top"].tolist(),
+            "scores": np.round(r["scores"], 4).tolist(), "query_digits": r["query_digits"],
+            "match_digits": r["match_digits"]}
 
 
 def analyze(run: Run | str | os.PathLike, n_embed: int = 2000, log=print) -> Analysis:
@@ -163,4 +185,14 @@ def publish(analysis: Analysis, name: str, reports_dir: str | os.PathLike | None
         atomic_write_bytes(dest / f, verified_bytes(analysis.run.dir / f))
     record_digests(dest, RUN_WEIGHTS)
     analysis.save_figures(reports.figures(name))
+    if "retrieval" in analysis.figures():   # the figure's data, for the report's caption
+        write_retrieval(analysis, reports.figures(name))
     return dest
+
+
+def write_retrieval(analysis: Analysis, folder: str | Path) -> Path:
+    """<folder>/retrieval.json: what the run's retrieval figure shows (retrieval_json)."""
+    import json
+
+    return atomic_write_bytes(Path(folder) / "retrieval.json",
+                              (json.dumps(retrieval_json(analysis.retrieval()), indent=1) + "\n").encode())
