@@ -57,3 +57,33 @@ def test_committed_calibration_is_recomputed_from_committed_scores(tmp_path, mni
     again = K.calibrate(str(REPORTS_DIR / "sweeps"), committed["group"], Reports(tmp_path),
                         copy_scores=False)
     assert again["runs"] == committed["runs"] and again["reliability"] == committed["reliability"]
+
+
+@pytest.mark.skipif(not (REPORTS_DIR / K.PUBLISHED_JSON).is_file(), reason="no committed calibration of the published runs")
+def test_committed_published_calibration_is_recomputed_from_the_published_runs(tmp_path, mnist_root):
+    """reports/calibration_published.json: each published run's own temperature (fitted on its validation
+    pairs) and held-out ECE before and after, from the run's committed scores.npz."""
+    import shutil
+
+    committed = json.loads((REPORTS_DIR / K.PUBLISHED_JSON).read_text())
+    for name in committed["runs"]:
+        shutil.copytree(REPORTS_DIR / "runs" / name, tmp_path / "runs" / name)
+    again = K.calibrate_published(Reports(tmp_path))
+    assert again == committed
+    assert json.loads((tmp_path / K.PUBLISHED_JSON).read_text()) == committed
+    for name, row in committed["runs"].items():
+        run = Run.open(REPORTS_DIR / "runs" / name)
+        targets = {k: s.y.numpy() for k, s in load_data(run.cfg, log=lambda m: None).sets.items()}
+        z = run.scores()
+        assert row["temperature"] == pytest.approx(K.fit_temperature(z["best_val"], targets["val"]))
+        assert row["heldout_ece"] == pytest.approx(K.ece(z["best_heldout"], targets["heldout"]))
+        assert row["heldout_ece_scaled"] == pytest.approx(K.ece(z["best_heldout"], targets["heldout"], row["temperature"]))
+
+
+def test_published_calibration_leaves_out_runs_without_validation_scores(tmp_path):
+    """A run scored without validation pairs (test protocol) has no temperature to fit: left out, and
+    with no run left nothing is written."""
+    (tmp_path / "runs" / "seed_siamese").mkdir(parents=True)
+    np.savez(tmp_path / "runs" / "seed_siamese" / "scores.npz", best_test=np.zeros(4), best_heldout=np.zeros(4))
+    assert K.calibrate_published(Reports(tmp_path), {"siamese": "seed_siamese"}) is None
+    assert not (tmp_path / K.PUBLISHED_JSON).exists()

@@ -1,6 +1,7 @@
 """Are the model's probabilities honest? ECE and temperature scaling fitted on validation.
 
     python -m mnist_pairs calibrate     # reports/calibration.json + reports/figures/calibration/
+    calibrate_published()               # reports/calibration_published.json: each published run (the report calls it)
 
 It reads the sweep's run folders (experiments/sweeps/seed_siamese__validation/seed*/) and
 copies their scores.npz beside the files summary.json copied (reports/sweeps/…), so that the
@@ -28,6 +29,7 @@ from ..runs import Run, write_json
 
 BINS = 15
 SETS = ("test", "heldout")
+PUBLISHED_JSON = "calibration_published.json"   # calibrate_published(), under reports/
 
 
 def nll(logits, y, t: float = 1.0) -> float:
@@ -102,4 +104,34 @@ def calibrate(sweeps_dir: str = SWEEPS_DIR, group: str = "seed_siamese__validati
     if copy_scores:  # the scores behind every row, beside the run files summary.json copied
         for r in runs:
             atomic_write_bytes(reports.sweep(group) / r.dir.name / "scores.npz", (r.dir / "scores.npz").read_bytes())
+    return result
+
+
+def calibrate_published(reports: Reports = Reports(), published: dict[str, str] | None = None) -> dict | None:
+    """Each published run (paths.PUBLISHED) calibrated on its own saved scores (calibrate_run: T fitted on
+    its validation pairs, ECE and NLL before and after on the test and held-out pairs), with its held-out
+    reliability before and after; written to reports/calibration_published.json. Runs without validation
+    scores (test protocol) are left out; None (nothing written) when no run has them."""
+    from ..data import load_data
+    from ..paths import PUBLISHED
+
+    rows = {}
+    for role, name in (published or PUBLISHED).items():
+        folder = reports.run(name)
+        if not (folder / "scores.npz").is_file():
+            continue
+        run = Run(folder)
+        scores = run.scores()
+        if "best_val" not in scores:
+            continue
+        targets = {k: s.y.numpy() for k, s in load_data(run.cfg, log=lambda m: None).sets.items()}
+        row = calibrate_run(run, targets, scores)
+        rows[name] = {"role": role, **row,
+                      "reliability": {f"heldout{tag}": reliability(scores["best_heldout"], targets["heldout"], t)
+                                      for tag, t in (("", 1.0), ("_scaled", row["temperature"]))}}
+    if not rows:
+        (reports.root / PUBLISHED_JSON).unlink(missing_ok=True)   # no stale numbers beside the runs
+        return None
+    result = {"command": "python -m mnist_pairs study --report-only", "bins": BINS, "runs": rows}
+    write_json(reports.root / PUBLISHED_JSON, result)
     return result

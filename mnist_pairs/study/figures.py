@@ -8,6 +8,8 @@ history.json, calibration.json); the notebooks draw each published run's own fig
 - findings/forest.png: what each of the seed's choices is worth (paired Δ, sorted);
 - findings/improved_curves.png: the improved model's validation curves beside the seed configuration's
   on the same fresh seeds.
+- <run>/reliability.png (write_published_reliability): each published run's held-out reliability
+  before and after its own temperature (calibration_published.json; the report writes both).
 """
 from __future__ import annotations
 
@@ -141,3 +143,17 @@ def write_report_figures(reports: Reports = Reports()) -> list[Path]:
                                                   f"留出对的可靠性图（单次运行：训练种子 {seed}）"),
                                  reports.figures("calibration") / "reliability.png"))
     return paths
+
+
+def write_published_reliability(reports: Reports = Reports()) -> list[Path]:
+    """figures/<run>/reliability.png for each published run in calibration_published.json
+    (calibration.calibrate_published): its held-out reliability before and after its own temperature."""
+    from .calibration import PUBLISHED_JSON
+
+    path = reports.root / PUBLISHED_JSON
+    if not path.is_file():
+        return []
+    runs = json.loads(path.read_text())["runs"]
+    return [save_figure(plot_reliability(c["reliability"]["heldout"], c["reliability"]["heldout_scaled"], c["temperature"],
+                                         f"留出对的可靠性图（发布的运行 {name}，温度在它的验证对上拟合）"),
+                        reports.figures(name) / "reliability.png") for name, c in runs.items()]
