@@ -104,3 +104,37 @@ def judged(out: dict | None, limit_pp: float = ROBUST_LIMIT_PP, near_pp: float =
                        "worst": max(tested, key=lambda n: rows[n]["drop_pp"])}
     return out | {"limit_pp": limit_pp, "near_pp": near_pp, "runs": runs,
                   "neutralised": [n for n in out["perturbations"] if n in NEUTRALISED]}
+
+
+def setup(group: dict | None) -> dict | None:
+    """The CPUs and training precisions of a group's runs (their env.json, as summary.json copied them)."""
+    if not group:
+        return None
+    return {"cpus": sorted({r["cpu"] for r in group["runs"]}), "precisions": sorted({r["precision"] for r in group["runs"]})}
+
+
+def finished_groups(finished_before: dict[str, list[int]], groups: dict) -> dict:
+    """Of the groups with runs finished before a commit (timeline's `finished_before`): those whose every
+    run had finished (`complete`) and those with only some of their seeds finished (`partial`: group -> seeds)."""
+    complete = [g for g, seeds in finished_before.items()
+                if g in groups and set(seeds) == {r["seed"] for r in groups[g]["runs"]}]
+    return {"complete": complete, "partial": {g: s for g, s in finished_before.items() if g not in complete}}
+
+
+def gap(delta: dict | None) -> dict | None:
+    """A paired Δ worded without a sign: `higher` (its mean above 0) and the size with the 95 % half-width."""
+    if not delta:
+        return None
+    m, (lo, hi) = delta["mean"], delta["ci95"]
+    return {"higher": m > 0, "text": f"{abs(100 * m):.2f} ± {100 * (hi - lo) / 2:.2f}"}
+
+
+def retrieval_misses(retrieval: dict | None) -> list[dict] | None:
+    """The retrieval figure's rows (analysis.retrieval) whose best `k` matches include another digit:
+    per such match the query's digit, the rank (1 = best) and the digit found. None when there is no figure."""
+    if not retrieval:
+        return None
+    out = []
+    for q, row in zip(retrieval["query_digits"], retrieval["match_digits"]):
+        out += [{"query": q, "rank": i + 1, "digit": d} for i, d in enumerate(row[:retrieval["k"]]) if d != q]
+    return out

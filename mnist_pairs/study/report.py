@@ -20,8 +20,10 @@ from ..data import load_data, pair_balance
 from .ablation import IMPROVED_FROM, ablation_rows, excludes_zero, improved_check, paired, timeline
 from .confirmation import PLAN, outcome, report_facts
 from .speed import report_facts as speed_facts
-from .findings import (all_above, best_by_validation, judged, rank_in, interval_holds, matters, precision_reason, seed_place,
-                       temperature_side)
+from .calibration import PUBLISHED_JSON, calibrate_published
+from .figures import write_published_reliability
+from .findings import (all_above, best_by_validation, finished_groups, gap, judged, rank_in, interval_holds, matters,
+                       precision_reason, retrieval_misses, seed_place, setup, temperature_side)
 from .formats import ci_range, pct, pm, signed_text
 from .labels_zh import FIGURES, LEVER_NAMES, PAIR_TYPES
 from .repro import DETERMINISM_FIX, before_determinism_fix, improved_pick_ok, is_committed_run, repro_check
@@ -62,7 +64,7 @@ def run_facts(run: Run) -> dict:
     return {"name": run.dir.name, "dir": run.dir, "cfg": run.cfg.to_dict(), "env": run.env, "history": h,
             "results": run.results, "wall": sum(r["seconds"] for r in h), "s_per_epoch": sum(r["seconds"] for r in h) / len(h),
             "lrs": sorted({r["lr"] for r in h}, reverse=True), "selected": h[run.results["selected_epoch"] - 1],
-            "precision_reason": precision_reason(run.env)}
+            "precision_reason": precision_reason(run.env), "isa_cap": run.env.get("onednn_max_cpu_isa")}
 
 
 def precision_paths(groups: dict) -> dict | None:
@@ -88,7 +90,7 @@ def lock_facts(published_runs: list[tuple[str, dict | None]]) -> dict:
             had = run["env"].get("requirements_lock_sha256")
             rows.append({"what": what, "state": "same" if had == now else "other" if had else "unrecorded",
                          "sha256": had})
-    return {"sha256": now, "runs": rows}
+    return {"sha256": now, "runs": rows, "all_same": bool(rows) and all(r["state"] == "same" for r in rows)}
 
 
 def _pick(groups: dict, name: str, model: str, protocol: str) -> dict | None:
@@ -131,6 +133,7 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
     aug_keys = ("aug_degrees", "aug_translate", "aug_scale_min", "aug_scale_max", "aug_blur_prob", "aug_blur_sigma_max",
                 "aug_interpolation")
     figure = lambda folder, name: rel(rp.figures(folder) / name) if (rp.figures(folder) / name).is_file() else None
+    tl = [ev | {"finished": finished_groups(ev["finished_before"], groups)} for ev in timeline(groups)]
     return {
         "seed": SEED, "seed_row": seed_row, "run_dirty": S["env"]["git_commit"].endswith("-dirty"),
         "seed_table_mismatch": seed_row["test_acc"] != SEED["best_test_acc"] or seed_row["test_loss"] != SEED["best_test_loss"],
@@ -159,7 +162,9 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
         "target_heldout": PLAN["heldout_target"], "improved": groups.get(IMPROVED_FROM), "improved_check": improved_check(groups),
         "improved_holds_target": bool(groups.get(IMPROVED_FROM))
         and interval_holds(groups[IMPROVED_FROM], "heldout_acc", PLAN["heldout_target"]),
-        "timeline": timeline(groups), "confirmation": cf,
+        "timeline": tl, "confirmation": cf,
+        "setups": {"val_siamese": setup(val_siamese), "confirm_baseline": setup(groups.get(PLAN["baseline"]))},
+        "confirm_gap": gap(cf["verdict"].get("delta_confirm") if cf and cf.get("verdict") else None),
         "paths": precision_paths(groups),
         "lock": lock_facts([("原实验配置", S), ("拼接基线", C), ("改进模型", I)]),
         "improved_run": I, "improved_pick_ok": improved_pick_ok(I, confirm_group, cf),
@@ -178,12 +183,42 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
         "study": _json(rp.study),
         "calibration": calibration, "temperature_side": temperature_side(calibration),
         "calibration_figure": figure("calibration", "reliability.png"),
-        "figures": [(t, path, see) for n, t, see in FIGURES if (path := figure(published["siamese"], f"{n}.png"))],
+        "figures": [(t, path, caption(see), n) for n, t, see in FIGURES if (path := figure(published["siamese"], f"{n}.png"))],
         "concat_curves": figure(published["concat"], "curves.png"),
-        "improved_run_figures": [(t, path, see) for n, t, see in FIGURES
+        "improved_run_figures": [(t, path, caption(see), n) for n, t, see in FIGURES
                                  if n in IMPROVED_FIGURES and (path := figure(published["improved"], f"{n}.png"))],
+        "retrieval": {role: retrieval_facts(rp.figures(name)) for role, name in published.items()},
+        "calibration_published": published_calibration(rp, published, figure),
         "history_path": rel(S["dir"] / "history.json"),
     }
+
+
+def caption(see: str) -> str:
+    """A figure's "what to look at" (labels_zh.FIGURES) as the report prints it after "读图：": its own colon
+    becomes a dash, so that a caption never chains two colons."""
+    return see.replace("：", "——")
+
+
+def retrieval_facts(folder: Path) -> dict | None:
+    """What a published run's retrieval figure shows (<folder>/retrieval.json, written with the figure by
+    analysis.publish): k, and the best-k matches of another digit than the query's (findings.retrieval_misses)."""
+    r = _json(folder / "retrieval.json")
+    return None if r is None else {"k": r["k"], "misses": retrieval_misses(r)}
+
+
+def published_calibration(rp: Reports, published: dict[str, str], figure) -> dict | None:
+    """calibration_published.json (calibration.calibrate_published) per published run, in PUBLISHED's order,
+    with the role's name, its reliability figure, and the side of 1 its fitted T lies on ("over": above 1, the raw
+    probabilities over-confident; "under": below 1, under-confident)."""
+    c = _json(rp.root / PUBLISHED_JSON)
+    if not c:
+        return None
+    names = {"siamese": "原实验配置", "concat": "拼接基线", "improved": "改进模型"}
+    side = lambda t: "over" if t > 1 else "under" if t < 1 else None
+    rows = [c["runs"][name] | {"name": name, "what": names.get(role, role), "side": side(c["runs"][name]["temperature"]),
+                               "figure": figure(name, "reliability.png")}
+            for role, name in published.items() if name in c["runs"]]
+    return {"bins": c["bins"], "command": c["command"], "runs": rows}
 
 
 def infer_run(infer: dict | None) -> str | None:
@@ -205,11 +240,13 @@ def bench_jsons(reports: Reports) -> list[dict | None]:
 
 
 def cpu_targets(benches: list[dict | None]) -> list[dict]:
-    """Per CPU benchmark JSON: the fastest seed-faithful pipeline it measured (default precision,
-    with or without fused blocks) and whether it meets issue 11's CPU targets."""
+    """Per CPU benchmark JSON: the fastest seed-faithful pipeline it measured (default precision, fp32,
+    or default precision with fused blocks) and whether it meets issue 11's CPU targets."""
     rows = []
     for b in (b for b in benches if b and b.get("device", "cpu") == "cpu"):
         options = [(b["project_s_per_epoch"], f"默认精度（{b['precision']}）")]
+        if b.get("project_fp32_s_per_epoch"):   # the bench table's "本项目，fp32" row (with a default of fp32: a second timing)
+            options.append((b["project_fp32_s_per_epoch"], "fp32"))
         if b.get("fused_s_per_epoch"):
             options.append((b["fused_s_per_epoch"], f"默认精度（{b['precision']}）+ 融合块（`fused_blocks: true`）"))
         s, setting = min(options)
@@ -306,5 +343,10 @@ def update_readme(readme: Path = PROJECT_ROOT / "README.md", reports_dir: Path =
 
 
 def write_report(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISHED) -> Path:
-    """reports_dir/report_zh.md from the files under reports_dir; `published` as in collect."""
-    return atomic_write_text(Reports(Path(reports_dir)).report, render(collect(reports_dir, published)))
+    """reports_dir/report_zh.md from the files under reports_dir; `published` as in collect. First the
+    published runs' calibration (calibration_published.json and figures/<run>/reliability.png), which
+    the report prints, from their saved scores."""
+    rp = Reports(Path(reports_dir))
+    calibrate_published(rp, published)
+    write_published_reliability(rp)
+    return atomic_write_text(rp.report, render(collect(reports_dir, published)))
