@@ -17,6 +17,7 @@
     python -m mnist_pairs export reports/runs/seed_siamese --onnx out/onnx
     python -m mnist_pairs compare a.png b.png [--onnx out/onnx] [--json]
     python -m mnist_pairs compare query.png --gallery photos/
+    python -m mnist_pairs compare a.png b.png --ensemble    # the published ensemble (mean of its members' logits)
 
 Bad input (a params file, an override, a damaged file, a missing run) prints one line
 `error: …` and exits with code 2, before anything is written.
@@ -76,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "reports/runs/improved, else reports/runs/seed_siamese)")
     e.add_argument("--onnx", required=True, metavar="DIR", help="folder for encoder.onnx, head.onnx, meta.json")
     e.add_argument("--pair", action="store_true", help="also write pair.onnx (both images in, one logit out)")
+    e.add_argument("--ensemble", nargs="?", const="", default=None, metavar="DIR",
+                   help="export an ensemble (default DIR: the published one, reports/runs/ensemble) instead of a run")
     c = sub.add_parser("compare", help="do two pictures show the same digit? (any format Pillow reads)")
     c.add_argument("images", nargs="+", metavar="IMAGE", help="two pictures, or one query with --gallery")
     c.add_argument("--gallery", metavar="DIR", help="rank every picture in DIR against the query")
@@ -83,7 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--run", default=None, help="run folder (default: the best published model, "
                                                  "reports/runs/improved, else reports/runs/seed_siamese)")
     c.add_argument("--onnx", default=None, metavar="DIR", help="score with an ONNX export instead of a run")
+    c.add_argument("--ensemble", nargs="?", const="", default=None, metavar="DIR",
+                   help="score with an ensemble: its members' mean logit (default DIR: the published one, "
+                        "reports/runs/ensemble)")
     c.add_argument("--json", action="store_true", help="print one JSON object")
+    pe = sub.add_parser("publish-ensemble", help="several finished Siamese runs as one model (their mean logit), "
+                        "threshold chosen on their validation pairs -> DIR/ensemble.json and the members' files")
+    pe.add_argument("runs", nargs="+", metavar="RUN", help="finished run folders selected on the same pairs")
+    pe.add_argument("--out", default=None, metavar="DIR", help="default: reports/runs/ensemble")
     sub.add_parser("confirm-levers", help="TTA and the 5-seed ensemble on the improved model's confirmation runs "
                    "(experiments/sweeps/confirm_improved__validation) -> reports/confirmation_levers.json")
     r = sub.add_parser("robustness", help="the published models on held-out pairs drawn as pictures and perturbed "
@@ -183,18 +193,34 @@ def _run(args) -> int:
         from .serve.deploy import default_run, export_onnx, parity
         from .runs import Run
 
-        run = Run.open(args.run) if args.run else default_run()
-        run.checkpoint("best")   # a damaged or edited checkpoint stops here, before anything is printed or written
-        print(f"model: {run.dir}")
-        out = export_onnx(run, args.onnx, pair=args.pair)
+        if args.ensemble is not None:
+            from .serve.ensemble import EnsembleScorer, export_ensemble
+
+            if args.run:
+                raise ConfigError("give a run or --ensemble, not both")
+            source = EnsembleScorer(args.ensemble or None)   # every member's weights checked here
+            cfg = Run.open(source.model_dir / source.members[0]).cfg
+            print(f"model: {source.source}")
+            out = export_ensemble(args.ensemble or None, args.onnx, pair=args.pair)
+        else:
+            source = run = Run.open(args.run) if args.run else default_run()
+            run.checkpoint("best")   # a damaged or edited checkpoint stops here, before anything is printed or written
+            cfg = run.cfg
+            print(f"model: {run.dir}")
+            out = export_onnx(run, args.onnx, pair=args.pair)
         for p in sorted(out.iterdir()):
             print(p)
-        check = parity(run, out, load_data(run.cfg, log=lambda m: None).sets["heldout"])
+        check = parity(source, out, load_data(cfg, log=lambda m: None).sets["heldout"])
         print(f"parity on {check['pairs']:,} held-out pairs: max |Δ logit| {check['max_abs_logit_diff']:.2e}, "
               f"decisions {'identical' if check['decisions_identical'] else 'DIFFERENT'}"
               + (f"; pair.onnx on the first 4,096: {check['pair_graph_max_abs_logit_diff']:.2e}" if args.pair else ""))
         worst = max(check["max_abs_logit_diff"], check.get("pair_graph_max_abs_logit_diff", 0.0))
         return 0 if worst <= 1e-4 and check["decisions_identical"] else 1
+    if args.command == "publish-ensemble":
+        from .serve.ensemble import publish_ensemble
+
+        print(publish_ensemble(args.runs, args.out))
+        return 0
     if args.command == "confirm-levers":
         import json
 

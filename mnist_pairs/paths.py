@@ -24,6 +24,9 @@ DATA_ENV_VAR = "MNIST_PAIRS_DATA"  # overrides the default data root
 # The runs `make study` publishes, by role: params/<name>.yaml is trained and published as
 # reports/runs/<name>/ and reports/figures/<name>/; the report and `compare` find them by role.
 PUBLISHED = {"siamese": "seed_siamese", "concat": "seed_concat", "improved": "improved"}
+# the published ensemble (serve/ensemble.py): reports/runs/ensemble/, its members' files and ensemble.json.
+# Not trained by `make study`: its members are the `best` recipe's confirmation runs (issue 32).
+PUBLISHED_ENSEMBLE = "ensemble"
 
 
 def _under_root(name: str) -> property:

@@ -18,13 +18,15 @@ from PIL import Image
 
 from mnist_pairs.data import load_data
 from mnist_pairs.serve.deploy import OnnxScorer, TorchScorer, export_onnx, pair_logits, parity
+from mnist_pairs.serve.ensemble import EnsembleScorer, export_ensemble, publish_ensemble
 from mnist_pairs.errors import ConfigError
 from mnist_pairs.serve.images import ImageError, load_digit
-from mnist_pairs.metrics import probability
+from mnist_pairs.metrics import choose_threshold, probability
 from mnist_pairs.paths import PROJECT_ROOT, REPORTS_DIR
 from mnist_pairs.runs import Run
 
 RUN = REPORTS_DIR / "runs" / "seed_siamese"
+IMPROVED = REPORTS_DIR / "runs" / "improved"
 N = 40
 
 
@@ -241,3 +243,77 @@ def test_a_flipped_byte_in_published_weights_or_an_onnx_graph_is_refused(picture
     _flip_middle_byte(onnx_copy / "head.onnx")
     line = _one_line_error(forked_cli("compare", q, other, "--onnx", onnx_copy))
     assert f"{onnx_copy / 'head.onnx'} is not the file its folder recorded" in line, line
+
+
+# ----------------------------------------------------------------------------- an ensemble of runs
+@pytest.fixture(scope="module")
+def ensemble_dir(tmp_path_factory, mnist_root):
+    """The two published Siamese runs (selected on the same validation pairs) as one ensemble."""
+    return publish_ensemble([RUN, IMPROVED], tmp_path_factory.mktemp("ensemble") / "ensemble", log=lambda m: None)
+
+
+def _member_logits(folder, images_a, images_b) -> np.ndarray:
+    scorers = [TorchScorer(Run.open(folder / name)) for name in ("seed_siamese", "improved")]
+    return np.mean([s.logits(s.embed(images_a), s.embed(images_b)) for s in scorers], axis=0)
+
+
+def test_an_ensemble_scores_its_members_mean_logit_from_the_cli_and_from_onnx(ensemble_dir, heldout, pictures,
+                                                                              tmp_path, forked_cli):
+    ens = EnsembleScorer(ensemble_dir)
+    a, b = heldout.a[:500], heldout.b[:500]
+    got = pair_logits(ens, heldout.images, a, b)
+    assert np.allclose(got, _member_logits(ensemble_dir, heldout.images[a], heldout.images[b]), atol=1e-5)
+    # the threshold: the runs' rule on the validation pairs' mean logit (the members' saved scores)
+    manifest = json.loads((ensemble_dir / "ensemble.json").read_text())
+    val = load_data(Run.open(RUN).cfg, log=lambda m: None).sets["val"]
+    mean_val = np.mean([Run.open(ensemble_dir / n).scores()["best_val"] for n in manifest["members"]], axis=0)
+    assert manifest["threshold"] == ens.threshold == choose_threshold(mean_val, val.y.numpy())
+    assert manifest["selection"] == "val" and manifest["members"] == ["seed_siamese", "improved"]
+
+    _, files, _, labels = pictures
+    q, other = files["plain.png"][0], files["big200.png"][1]
+    out = json.loads(forked_cli("compare", q, other, "--ensemble", ensemble_dir, "--json").stdout)
+    pics = torch.stack([load_digit(q), load_digit(other)])
+    assert out["probability"] == pytest.approx(float(probability(_member_logits(ensemble_dir, pics[:1], pics[1:]))[0]),
+                                               abs=1e-6)
+    assert "ensemble of 2" in out["scorer"] and out["threshold"] == ens.threshold
+    # the ONNX export: parity with the PyTorch ensemble on the first 2,000 held-out pairs (the CLI's
+    # `export --ensemble` checks all 40,000), then `compare --onnx` reads it as one run's export
+    onnx = export_ensemble(ensemble_dir, tmp_path / "onnx")
+    check = parity(ens, onnx, _first_pairs(heldout, 2000))
+    assert check["max_abs_logit_diff"] <= 1e-4 and check["decisions_identical"], check
+    via_onnx = json.loads(forked_cli("compare", q, other, "--onnx", onnx, "--json").stdout)
+    assert via_onnx["probability"] == pytest.approx(out["probability"], abs=1e-5)
+    assert via_onnx["threshold"] == ens.threshold
+
+
+def _first_pairs(pairs, n: int):
+    """The first n pairs of a PairSet, with only the images they use."""
+    from mnist_pairs.data import PairSet
+
+    used, where = torch.unique(torch.cat([pairs.a[:n], pairs.b[:n]]), return_inverse=True)
+    return PairSet(pairs.images[used], pairs.labels[used], where[:n], where[n:], pairs.y[:n])
+
+
+def test_an_ensemble_refuses_damaged_members_and_runs_selected_on_other_pairs(ensemble_dir, pictures, tmp_path,
+                                                                              forked_cli):
+    q, other = pictures[1]["plain.png"][:2]
+    copy = Path(shutil.copytree(ensemble_dir, tmp_path / "ensemble"))
+    _flip_middle_byte(copy / "improved" / "best.pt")
+    line = _one_line_error(forked_cli("compare", q, other, "--ensemble", copy))
+    assert f"{copy / 'improved' / 'best.pt'} is not the file its folder recorded" in line, line
+    assert "no ensemble at" in _one_line_error(forked_cli("compare", q, other, "--ensemble", tmp_path / "none"))
+    assert "do not go together" in _one_line_error(forked_cli("compare", q, other, "--ensemble", "--run", RUN))
+    line = _one_line_error(forked_cli("export", "--ensemble", copy, "--onnx", tmp_path / "out"))   # before writing
+    assert "best.pt is not the file its folder recorded" in line and not (tmp_path / "out").exists(), line
+    assert "not both" in _one_line_error(forked_cli("export", RUN, "--ensemble", ensemble_dir, "--onnx", tmp_path / "out"))
+    other_pairs = Path(shutil.copytree(IMPROVED, tmp_path / "other_pairs"))
+    config = other_pairs / "config.yaml"
+    config.write_text(config.read_text().replace("val_pairs: 4000", "val_pairs: 2000"))
+    with pytest.raises(ConfigError, match="different pairs .*val_pairs"):
+        publish_ensemble([RUN, other_pairs], tmp_path / "x", log=lambda m: None)
+    with pytest.raises(ConfigError, match="concat"):
+        publish_ensemble([RUN, REPORTS_DIR / "runs" / "seed_concat"], tmp_path / "x", log=lambda m: None)
+    with pytest.raises(ConfigError, match="at least two"):
+        publish_ensemble([RUN], tmp_path / "x", log=lambda m: None)
+    assert not (tmp_path / "x").exists()

@@ -3,6 +3,7 @@
     compare a.png b.png                    # P(same digit) and the decision at the run's threshold
     compare query.png --gallery photos/    # every picture of photos/ ranked against the query
     compare a.png b.png --onnx out/onnx --json
+    compare a.png b.png --ensemble         # the published ensemble: its members' mean logit
 
 Pictures are converted like MNIST (images.load_digit). The threshold is the one the run chose
 on its selection pairs (validation under the validation protocol).
@@ -29,7 +30,7 @@ def compare(args) -> int:
         raise ConfigError(f"--top must be at least 1, got {args.top}")
     files = [args.images[0], *(image_files(args.gallery) if args.gallery else args.images[1:])]
     images = torch.stack([load_digit(f) for f in files])          # every picture checked before scoring
-    scorer = open_scorer(args.run, args.onnx)
+    scorer = open_scorer(args.run, args.onnx, args.ensemble)
     emb = scorer.embed(images)
     p = probability(scorer.logits(np.repeat(emb[:1], len(files) - 1, axis=0), emb[1:]))
     t = scorer.threshold

@@ -71,27 +71,33 @@ def _export(module: nn.Module, args: tuple, names: list[str], out: Path) -> None
                           verbose=False)
 
 
-def export_onnx(run: Run, out_dir: str | os.PathLike, pair: bool = False) -> Path:
-    """Write encoder.onnx, head.onnx (and pair.onnx) and meta.json to out_dir; returns out_dir."""
-    model = _siamese(run)
+def export_model(model: nn.Module, dim: int, meta: dict, out_dir: str | os.PathLike, pair: bool = False) -> Path:
+    """encoder.onnx, head.onnx (and pair.onnx) of a model with `embed` and `compare_embeddings`
+    (embeddings of size `dim`), and meta.json (`meta` plus the format); returns out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # distinct sample tensors of batch 3: the same tensor twice, or a batch of 1 or 2, lets the
     # exporter specialise (a - a folds to zero)
     img_a, img_b = torch.rand(3, 1, 28, 28), torch.rand(3, 1, 28, 28)
-    dim = model.head[0].in_features // 2
     graphs = {"encoder.onnx": (_encoder, (img_a,), ["images", "embeddings"]),
               "head.onnx": (_head, (torch.randn(3, dim), torch.randn(3, dim)), ["ea", "eb", "logits"])}
     if pair:
         graphs["pair.onnx"] = (_pair, (img_a, img_b), ["a", "b", "logits"])
     for name, (fn, args, names) in graphs.items():
         _export(_Graph(model, fn), args, names, out / name)
-    meta = {"run": str(run.dir), "model": run.cfg.model, "threshold": run.results["threshold"],
-            "selection": run.results["selection"], "opset": OPSET, "torch": torch.__version__,
-            "input": "images (B,1,28,28) float32 in [0,1], white ink on black; normalised inside encoder.onnx"}
+    meta = meta | {"opset": OPSET, "torch": torch.__version__,
+                   "input": "images (B,1,28,28) float32 in [0,1], white ink on black; normalised inside encoder.onnx"}
     record_digests(out, graphs)   # digests.json: OnnxScorer refuses a graph that does not match it
     atomic_write_text(out / "meta.json", json.dumps(meta, indent=1))
     return out
+
+
+def export_onnx(run: Run, out_dir: str | os.PathLike, pair: bool = False) -> Path:
+    """Write the run's encoder.onnx, head.onnx (and pair.onnx) and meta.json to out_dir; returns out_dir."""
+    model = _siamese(run)
+    meta = {"run": str(run.dir), "model": run.cfg.model, "threshold": run.results["threshold"],
+            "selection": run.results["selection"]}
+    return export_model(model, model.head[0].in_features // 2, meta, out_dir, pair)
 
 
 class _Scorer:
@@ -153,10 +159,19 @@ def default_run(reports: Reports = Reports()) -> Run:
     return Run.latest()
 
 
-def open_scorer(run: str | os.PathLike | None = None, onnx: str | os.PathLike | None = None):
-    """An ONNX scorer when `onnx` is given; else the run's (default: default_run())."""
+def open_scorer(run: str | os.PathLike | None = None, onnx: str | os.PathLike | None = None,
+                ensemble: str | os.PathLike | None = None):
+    """An ONNX scorer when `onnx` is given; an ensemble's when `ensemble` is ("" for the published
+    one, reports/runs/ensemble); else the run's (default: default_run())."""
+    given = [name for name, v in (("--run", run), ("--onnx", onnx), ("--ensemble", ensemble)) if v is not None]
+    if len(given) > 1:
+        raise ConfigError(f"give one model: {' and '.join(given)} do not go together")
     if onnx:
         return OnnxScorer(onnx)
+    if ensemble is not None:
+        from .ensemble import EnsembleScorer
+
+        return EnsembleScorer(ensemble or None)
     return TorchScorer(Run.open(run) if run else default_run())
 
 
@@ -166,12 +181,13 @@ def pair_logits(scorer, images: torch.Tensor, a: torch.Tensor, b: torch.Tensor) 
     return scorer.logits(emb[a.numpy()], emb[b.numpy()])
 
 
-def parity(run: Run, onnx_dir: str | os.PathLike, pairs) -> dict:
+def parity(source, onnx_dir: str | os.PathLike, pairs) -> dict:
     """onnxruntime against PyTorch on fixed pairs (a data.PairSet): largest logit difference, and
-    whether every decision at the run's threshold is the same."""
-    ref = pair_logits(TorchScorer(run), pairs.images, pairs.a, pairs.b)
+    whether every decision at the threshold is the same. `source`: a Run, or a scorer (an ensemble's)."""
+    scorer = TorchScorer(source) if isinstance(source, Run) else source
+    ref = pair_logits(scorer, pairs.images, pairs.a, pairs.b)
     got = pair_logits(OnnxScorer(onnx_dir), pairs.images, pairs.a, pairs.b)
-    t = run.results["threshold"]
+    t = scorer.threshold
     out = {}
     if (Path(onnx_dir) / "pair.onnx").is_file():
         import onnxruntime as ort
