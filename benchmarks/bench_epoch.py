@@ -173,7 +173,9 @@ def compute_floor(cfg: Config, device, precision: str, reps: int, fused: bool = 
     return statistics.median(times), counter.get_total_flops()
 
 
-def run(quick: bool, rounds: int, device_name: str = "cpu") -> dict:
+def run(quick: bool, rounds: int, device_name: str = "cpu", pairs: int = QUICK_PAIRS) -> dict:
+    """`pairs`: with `quick`, the training pairs per timed epoch (warm-up a third of them, a shared-encoding
+    pass over twice as many images, a third of the compute-floor repetitions per 768), scaled to a full epoch."""
     cfg = Config(device=device_name, protocol="test", heldout_pairs=0)
     device = hardware.resolve_device(cfg)
     precision = hardware.resolve_precision(cfg, device)
@@ -201,7 +203,7 @@ def run(quick: bool, rounds: int, device_name: str = "cpu") -> dict:
     shared_cfg = cfg.replace(pairing="shared")
 
     # a shared-encoding epoch is one pass over the training images: --quick times a pass over some
-    shared_data = cut_images(data, QUICK_IMAGES) if quick else data
+    shared_data = cut_images(data, QUICK_IMAGES * pairs // QUICK_PAIRS) if quick else data
     shared_scale = len(data.train_labels) / len(shared_data.train_labels)
 
     def time_epoch(name: str, c: Config, d: train.DeviceData, epoch: int) -> float:
@@ -210,10 +212,10 @@ def run(quick: bool, rounds: int, device_name: str = "cpu") -> dict:
             return fn(model, opt, sc, shared_cfg, shared_data, epoch, device, p) * shared_scale
         return fn(model, opt, sc, c, d, epoch, device, p)
 
-    warm_cfg, warm_data = cut(cfg, data, WARMUP_PAIRS)
+    warm_cfg, warm_data = cut(cfg, data, WARMUP_PAIRS * pairs // QUICK_PAIRS if quick else WARMUP_PAIRS)
     for name in pipelines:
         time_epoch(name, warm_cfg, warm_data, 1)
-    ep_cfg, ep_data = cut(cfg, data, QUICK_PAIRS) if quick else (cfg, data)
+    ep_cfg, ep_data = cut(cfg, data, pairs) if quick else (cfg, data)
     scale = cfg.train_pairs / ep_cfg.train_pairs
     times = {name: [] for name in pipelines}
     for r in range(rounds):
@@ -221,10 +223,11 @@ def run(quick: bool, rounds: int, device_name: str = "cpu") -> dict:
             times[name].append(time_epoch(name, ep_cfg, ep_data, 2 + r) * (1 if name == "shared" else scale))
         print(f"round {r + 1}/{rounds}: " + "  ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
 
-    step_s, step_flops = compute_floor(cfg, device, precision, reps=10 if quick else 30)
+    reps = max(3, 10 * pairs // QUICK_PAIRS) if quick else 30
+    step_s, step_flops = compute_floor(cfg, device, precision, reps=reps)
     fused = {}
     if "fused" in pipelines:
-        fused_step_s, _ = compute_floor(cfg, device, precision, reps=10 if quick else 30, fused=True)
+        fused_step_s, _ = compute_floor(cfg, device, precision, reps=reps, fused=True)
         f = statistics.median(times["fused"])
         fused = {"fused_s_per_epoch": round(f, 3), "fused_speedup": round(statistics.median(times["seed"]) / f, 3),
                  "compute_only_fused_s_per_epoch": round(fused_step_s * -(-cfg.train_pairs // cfg.batch_size), 3)}
@@ -251,11 +254,15 @@ def run(quick: bool, rounds: int, device_name: str = "cpu") -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help=f"{QUICK_PAIRS} pairs per timing, scaled to a full epoch")
+    p.add_argument("--pairs", type=int, default=QUICK_PAIRS,
+                   help=f"with --quick: training pairs per timed epoch (default {QUICK_PAIRS}; the tests use fewer)")
     p.add_argument("--rounds", type=int, default=3, help="alternating timing rounds (default 3)")
     p.add_argument("--out", default=None, help="also write the JSON to this file")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = p.parse_args(argv)
-    emit({**run(args.quick, args.rounds, args.device), **provenance(__file__, argv)}, args.out)
+    if args.pairs < 64:
+        p.error(f"--pairs must be at least 64, got {args.pairs}")
+    emit({**run(args.quick, args.rounds, args.device, args.pairs), **provenance(__file__, argv)}, args.out)
     return 0
 
 

@@ -20,7 +20,7 @@ def _last_json(*args: str) -> dict:
 
 def test_bench_epoch_quick_reports_every_field(tmp_path):
     out = tmp_path / "bench_epoch.json"
-    r = _last_json("benchmarks/bench_epoch.py", "--quick", "--rounds", "1", "--out", str(out))
+    r = _last_json("benchmarks/bench_epoch.py", "--quick", "--pairs", "192", "--rounds", "1", "--out", str(out))
     for key in ("seed_style_s_per_epoch", "project_s_per_epoch", "project_fp32_s_per_epoch", "speedup",
                 "compute_only_s_per_epoch", "gflops_achieved", "flop_per_epoch_T", "peak_rss_mb", "threads",
                 "shared_s_per_epoch", "shared_speedup", "fused_s_per_epoch", "fused_speedup",
@@ -34,7 +34,7 @@ def test_bench_epoch_quick_reports_every_field(tmp_path):
     # the command as run: the ISA caps of this environment (the AVX2 imitation), if any, come first
     assert r["isa_caps"] == {k: os.environ[k] for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY") if k in os.environ}
     caps = "".join(f"{k}={v} " for k, v in r["isa_caps"].items())
-    assert r["command"].startswith(caps + "python benchmarks/bench_epoch.py --quick") and r["measured"]
+    assert r["command"].startswith(caps + "python benchmarks/bench_epoch.py --quick --pairs 192") and r["measured"]
     assert "table_zh" not in r
     assert json.loads(out.read_text()) == r  # the file holds exactly the printed data
 
