@@ -100,7 +100,7 @@ def outputs(params_files: list[str]) -> list[str]:
     return ["notebooks/01_data.ipynb",
             *(f"notebooks/{nb}_{n}.ipynb" for n in names for nb in ("02_train", "03_analysis")),
             *(f"{kind}/{n}" for n in names for kind in ("runs", "figures")),
-            "study.json", "report_zh.md"]
+            "study.json", "calibration_published.json", "report_zh.md"]
 
 
 def _remove(path: Path) -> None:
