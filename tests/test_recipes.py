@@ -16,7 +16,7 @@ def _group(name: str, val: float, wall_s: float, epochs: int, ema: float = 0.0, 
     runs = [{"seed": s, "final_val_acc": val, "val_acc": 0.5, "heldout_acc": heldout, "started": started,
              "finished": finished, "precision": precision, "cpu": "AMD EPYC"} for s in seeds]
     return {"group": name, "name": name.split("__")[0], "n_runs": len(runs), "runs": runs,
-            "config": {"epochs": epochs, "lr": 8e-4, "ema": ema, "checkpoint": "final"},
+            "config": {"epochs": epochs, "lr": 8e-4, "ema": ema, "checkpoint": "final", "val_images": 1000},
             "mean": {"heldout_acc": heldout}, "ci95": {"heldout_acc": [heldout, heldout]}}
 
 
@@ -86,10 +86,48 @@ def test_runs_started_before_the_plan_are_flagged(reports):
     assert not recipes.plan_first(early)
 
 
-def test_the_plan_commit_time_is_the_one_git_knows():
-    r = subprocess.run(["git", "-C", str(PROJECT_ROOT), "log", "-1", "--format=%cI", recipes.PLAN_COMMIT],
+@pytest.mark.parametrize("commit,time", [(recipes.PLAN_COMMIT, recipes.PLAN_TIME)] +
+                         [c for c in recipes.CHOICE.values() if c])
+def test_the_commit_times_the_report_states_are_the_ones_git_knows(commit, time):
+    r = subprocess.run(["git", "-C", str(PROJECT_ROOT), "log", "-1", "--format=%cI", commit],
                        capture_output=True, text=True)
     if r.returncode != 0:
         pytest.skip("no git history here (not a clone)")
-    assert r.stdout.strip() == recipes.PLAN_TIME
+    assert r.stdout.strip() == time
     assert (PROJECT_ROOT / recipes.PLAN_FILE).is_file()
+
+
+def test_a_confirmation_run_started_before_its_choice_is_flagged(reports):
+    choice_time = recipes.CHOICE["fast"][1][:19]
+    groups = {"confirm_fast_final__validation": _group("confirm_fast_final__validation", 0.99, 250, 20,
+                                                       seeds=(18, 19, 20), started="2026-12-07T06:00:00")}
+    facts = recipes.confirmation_facts(groups, "fast", reports)
+    assert facts["choice_first"] and facts["paths"]["fp32"]["seeds"] == [18, 19, 20]
+    groups["confirm_fast_final__validation"]["runs"][1]["started"] = choice_time
+    assert not recipes.confirmation_facts(groups, "fast", reports)["choice_first"]
+    # seeds 18-20 in an exploration group: not fresh
+    assert recipes.fresh_seeds(groups)
+    groups["fast_e__validation"] = _group("fast_e__validation", 0.99, 250, 20, seeds=(0, 18))
+    assert not recipes.fresh_seeds(groups)
+
+
+def test_the_picked_against_final_observation_says_what_its_intervals_hold(reports):
+    def group(name, pairs):   # (picked, final) held-out accuracy per seed
+        g = _group(name, 0.99, 100, 100, seeds=tuple(range(len(pairs))))
+        for r, (p, f) in zip(g["runs"], pairs):
+            r.update(heldout_acc=p, final_heldout_acc=f, selected_epoch=50)
+        return g
+
+    clear = {"confirm_improved__validation": group("confirm_improved__validation",
+                                                   [(0.990, 0.993), (0.991, 0.994), (0.992, 0.995)])}
+    rows = recipes.picked_vs_final(clear)
+    assert rows[0]["delta"]["mean"] == pytest.approx(0.003) and rows[0]["final_better"] == 3
+    assert not rows[0]["delta_holds_zero"]                       # +0.3 pp on every seed: the interval excludes 0
+    noisy = {"confirm_improved__validation": group("confirm_improved__validation",
+                                                   [(0.990, 0.995), (0.992, 0.991), (0.991, 0.992)])}
+    assert recipes.picked_vs_final(noisy)[0]["delta_holds_zero"]
+    mixed = noisy | {"lever_combined_e100__validation": group("lever_combined_e100__validation",
+                                                              [(0.995, 0.990), (0.994, 0.993), (0.996, 0.992)])}
+    facts = recipes.report_facts(mixed | _fast(), reports)
+    assert facts["all_deltas_hold_zero"] is False or facts["all_final_higher"] is False
+    assert facts["all_final_higher"] is False and facts["pvf_seeds"] == [3, 3]

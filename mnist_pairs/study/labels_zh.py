@@ -22,3 +22,9 @@ LEVER_NAMES = {"fp32 NCHW": "fp32，NCHW", "fp32 channels_last": "fp32，channel
 
 PAIR_TYPES = {"seen–seen same": "已见–已见，同类", "seen–seen different": "已见–已见，异类",
               "unseen–unseen different": "未见数字之间（异类）", "unseen–seen": "未见数字对已见数字（异类）"}
+
+# the run groups of the picked-vs-final observation (study/recipes.py), as the report names them
+RECIPE_GROUPS = {"confirm_improved__validation": "改进配置的确认运行",
+                 "lever_combined_e100__validation": "改进配置的探索运行",
+                 "confirm_fast__validation": "上一个快速配方的确认（fp32）",
+                 "confirm_fast__validation_bf16": "上一个快速配方的确认（bf16）"}

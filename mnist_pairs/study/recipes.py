@@ -15,6 +15,7 @@ from datetime import datetime
 
 from ..paths import Reports
 from ..stats import interval
+from .labels_zh import RECIPE_GROUPS
 
 PLAN_FILE = "docs/plans/best_and_fast.md"
 PLAN_COMMIT, PLAN_TIME = "3c3cf6e", "2026-12-07T02:40:15+00:00"   # `git log -1 --format=%cI 3c3cf6e`
@@ -118,7 +119,7 @@ CONFIRM = {
              "benches": {"fp32": "time_to_accuracy_final_fp32.json", "bf16": "time_to_accuracy_final_bf16.json"}},
 }
 # the commits that wrote each choice into its confirmation params file (None: not chosen yet)
-CHOICE = {"best": None, "fast": None}
+CHOICE = {"best": None, "fast": ("833d691", "2026-12-07T05:45:52+00:00")}   # `git log -1 --format=%cI <commit>`
 TARGETS = {"best": {"heldout_acc": 0.995, "every_seed_heldout_acc": 0.994, "ensemble_heldout_acc": 0.996},
            "fast": {"heldout_acc": 0.993, "every_seed_heldout_acc": 0.992, "wall_s": {"bf16": 120.0, "fp32": 300.0}}}
 
@@ -157,9 +158,40 @@ def confirmation_facts(groups: dict, recipe: str, reports: Reports) -> dict:
         else:
             row["met"] = row["mean_met"] and row["floor_met"]
         paths[path] = row
+    choice = CHOICE[recipe]
+    started = [r.get("started") for name in spec["groups"].values() if name in groups for r in groups[name]["runs"]]
     return {"params": spec["params"], "seeds": list(spec["seeds"]), "paths": paths,
             "missing_paths": [p for p in spec["groups"] if p not in paths], "target": target,
-            "choice_commit": CHOICE[recipe]}
+            "choice_commit": choice[0] if choice else None,
+            "choice_time": choice[1][:19].replace("T", " ") if choice else None,
+            # every confirmation run started after the commit that wrote the choice
+            "choice_first": bool(choice) and bool(started) and all(t and t > choice[1][:19] for t in started)}
+
+
+# the post-hoc observation that motivated the final-weights rule (seen before the plan, stated as such):
+# the checkpoint picked on validation pairs against the same runs' final weights
+POST_HOC_GROUPS = ("confirm_improved__validation", "lever_combined_e100__validation",
+                   "confirm_fast__validation", "confirm_fast__validation_bf16")
+
+
+def picked_vs_final(groups: dict) -> list[dict]:
+    """Per group: mean held-out accuracy of the validation-picked checkpoint and of the final weights,
+    the paired difference (final - picked) over seeds, and how many seeds the final weights did better."""
+    rows = []
+    for name in POST_HOC_GROUPS:
+        g = groups.get(name)
+        if g is None:
+            continue
+        picked = [r["heldout_acc"] for r in g["runs"]]
+        final = [r["final_heldout_acc"] for r in g["runs"]]
+        delta = interval([f - p for f, p in zip(final, picked)])
+        rows.append({"group": name, "label": RECIPE_GROUPS[name], "seeds": [r["seed"] for r in g["runs"]],
+                     "epochs": g["config"]["epochs"], "delta_holds_zero": delta["ci95"][0] <= 0 <= delta["ci95"][1],
+                     "picked_epochs": [r["selected_epoch"] for r in g["runs"]],
+                     "picked": interval(picked)["mean"], "final": interval(final)["mean"],
+                     "delta": delta,
+                     "final_better": sum(f > p for f, p in zip(final, picked)), "n": len(picked)})
+    return rows
 
 
 def report_facts(groups: dict, reports: Reports = Reports()) -> dict | None:
@@ -171,6 +203,13 @@ def report_facts(groups: dict, reports: Reports = Reports()) -> dict | None:
         rec["confirmation"] = confirmation_facts(groups, name, reports)
         rec["chosen_row"] = next((r for r in rec["rows"] if r["group"] == rec["chosen"]), None)
     started = [t for rec in record["recipes"].values() for r in rec["rows"] for t in r["started"]]
-    return record | {"plan_time_text": PLAN_TIME[:19].replace("T", " "),
+    rows = picked_vs_final(groups)
+    return record | {"plan_time_text": PLAN_TIME[:19].replace("T", " "), "picked_vs_final": rows,
+                     "all_deltas_hold_zero": bool(rows) and all(r["delta_holds_zero"] for r in rows),
+                     "all_final_higher": bool(rows) and all(r["delta"]["mean"] > 0 for r in rows),
+                     "pvf_seeds": [min(r["n"] for r in rows), max(r["n"] for r in rows)] if rows else None,
+                     "pvf_epochs": [min(r["epochs"] for r in rows), max(r["epochs"] for r in rows)] if rows else None,
+                     "val_images": next((groups[r["group"]]["config"]["val_images"] for r in rows), None),
+                     "plan_first": all(rec["rule_precedes_runs"] for rec in record["recipes"].values() if rec["rows"]),
                      "first_started": min(started).replace("T", " ") if started else None,
                      "seeds_fresh": fresh_seeds(groups)}

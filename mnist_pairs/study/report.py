@@ -19,6 +19,7 @@ import torch
 from ..data import load_data, pair_balance
 from .ablation import IMPROVED_FROM, ablation_rows, excludes_zero, improved_check, paired, timeline
 from .confirmation import PLAN, outcome, report_facts
+from .recipes import report_facts as recipes_facts
 from .speed import report_facts as speed_facts
 from .calibration import PUBLISHED_JSON, calibrate_published
 from .figures import write_published_reliability
@@ -177,6 +178,7 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
         "bench": bench, "levers": _json(rp.benchmarks / "bench_levers.json"),
         "bench_avx2": benches[1], "bench_more": benches[2:], "cpu_targets": cpu_targets(benches),
         "cpu_target": (CPU_TARGET_SPEEDUP, CPU_TARGET_S), "fused_checks": fused, "speed": speed_facts(groups, rp, len(sub.train_labels)),
+        "recipes": recipes_facts(groups, rp),
         "rounding_matters": any(fc["same_cpu"] and fc["sure"]["heldout_acc"] for fc in fused),
         "robustness": judged(_json(rp.robustness)),
         "infer": infer, "infer_run": infer_run(infer),
