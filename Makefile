@@ -49,16 +49,17 @@ study: $(STAMP)
 study-smoke: $(STAMP)
 	$(BIN)/python -m mnist_pairs study --smoke
 
-# The unit tests, the study smoke among them (tests/test_study.py), then the notebooks by nbval.
-# The unit tests run on TEST_WORKERS pytest-xdist workers, each test file whole on one worker (its
-# module fixtures built once); OMP_NUM_THREADS=1 gives every torch process of the tests (workers,
-# trainings, notebook kernels) one thread, so two workers fill 2 cores without oversubscribing them
-# (with torch's 2 threads each, waiting threads spin and the run is slower than serial).
+# The unit tests, the study smoke among them (tests/test_study.py), and the notebooks by nbval, in one
+# session on TEST_WORKERS pytest-xdist workers, each test file or notebook whole on one worker (its module
+# fixtures built once, its cells in order in one kernel): notebook 02's training overlaps the unit tests
+# instead of running after them on one core. OMP_NUM_THREADS=1 gives every torch process of the tests
+# (workers, trainings, notebook kernels) one thread, so two workers fill 2 cores without oversubscribing
+# them (with torch's 2 threads each, waiting threads spin and the run is slower than serial).
 # --durations=25: where the time goes, printed by every run (CI's log included).
 TEST_WORKERS ?= 2
 test: $(STAMP) browser data
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25 tests
-	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg notebooks
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25 \
+		--nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
 
 # The report's robustness table (issue 21): both published models on held-out pairs drawn as pictures
 # and perturbed as real input is; writes reports/robustness.json (a few minutes on 2 cores).

@@ -186,7 +186,8 @@ def test_a_fresh_run_of_a_committed_seed_is_checked_against_that_run_and_the_dis
     group = _group({5: 0.993, 6: 0.994, 7: 0.995})
     same = R.repro_check(_fresh(6, 0.994, "2026-02-02T00:00:00"), group)
     assert same["keys"] == ["heldout_acc", "test_acc"] and same["heldout_acc"]["inside"]
-    assert same["twin"] == {"seed": 6, "identical": True, "before_fix": False}
+    assert {k: same["twin"][k] for k in ("seed", "identical", "before_fix")} == {"seed": 6, "identical": True, "before_fix": False}
+    assert same["twin"]["pairs"][0] == {"key": "heldout_acc", "committed": 0.994, "fresh": 0.994}   # what the report prints
     # a shared-encoding group whose run of that seed finished before the determinism fix: not rebuildable
     shared = group | {"config": {"pairing": "shared"}, "runs": [r | {"finished": "2026-11-29T00:00:00"} for r in group["runs"]]}
     assert R.repro_check(_fresh(6, 0.994, "2026-02-02T00:00:00"), shared)["twin"]["before_fix"] is True

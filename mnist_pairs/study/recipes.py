@@ -143,29 +143,54 @@ def confirmation_facts(groups: dict, recipe: str, reports: Reports) -> dict:
         if g is None and bench is None:
             continue
         heldout = [r["heldout_acc"] for r in g["runs"]] if g else []
+        st = interval(heldout) if heldout else None
         row = {"group": name, "seeds": [r["seed"] for r in g["runs"]] if g else [],
                "heldout": interval(heldout) if heldout else None,
                "confirm": interval([r["confirm_acc"] for r in g["runs"]]) if g and all(
                    r.get("confirm_acc") is not None for r in g["runs"]) else None,
                "lowest_seed_acc": min(heldout) if heldout else None,
                "cpus": sorted({r["cpu"] for r in g["runs"]}) if g else [],
-               "mean_met": bool(heldout) and interval(heldout)["mean"] >= target["heldout_acc"],
+               "mean_met": bool(heldout) and st["mean"] >= target["heldout_acc"],
+               "short_by": max(target["heldout_acc"] - st["mean"], 0.0) if st else None,
+               "interval_holds_target": bool(st) and st["ci95"][0] <= target["heldout_acc"] <= st["ci95"][1],
+               "below_floor": [r["seed"] for r in g["runs"] if r["heldout_acc"] < target["every_seed_heldout_acc"]] if g else [],
                "floor_met": bool(heldout) and min(heldout) >= target["every_seed_heldout_acc"]}
         if bench is not None:
-            row |= {"wall_s": bench["wall_s"], "walls": [r["wall_s"] for r in bench["runs"]],
-                    "time_met": bench["time_met"], "met": bench["met"], "bench": f"reports/benchmarks/{spec['benches'][path]}",
-                    "command": bench["command"]}
+            walls = [r["wall_s"] for r in bench["runs"]]
+            # the plan's time rule: every run within its path's budget (the benchmark's own verdict is on the mean)
+            in_time = all(w <= target["wall_s"][path] for w in walls)
+            row |= {"wall_s": bench["wall_s"], "walls": walls, "time_met": in_time,
+                    "met": in_time and row["mean_met"] and row["floor_met"],
+                    "bench": f"reports/benchmarks/{spec['benches'][path]}", "command": bench["command"]}
         else:
             row["met"] = row["mean_met"] and row["floor_met"]
         paths[path] = row
     choice = CHOICE[recipe]
+    confirm_cfgs = [groups[name]["config"] for name in spec["groups"].values() if name in groups]
     started = [r.get("started") for name in spec["groups"].values() if name in groups for r in groups[name]["runs"]]
     return {"params": spec["params"], "seeds": list(spec["seeds"]), "paths": paths,
             "missing_paths": [p for p in spec["groups"] if p not in paths], "target": target,
             "choice_commit": choice[0] if choice else None,
             "choice_time": choice[1][:19].replace("T", " ") if choice else None,
             # every confirmation run started after the commit that wrote the choice
-            "choice_first": bool(choice) and bool(started) and all(t and t > choice[1][:19] for t in started)}
+            "choice_first": bool(choice) and bool(started) and all(t and t > choice[1][:19] for t in started),
+            "no_confirm_set": bool(confirm_cfgs) and not any(c.get("confirm_pairs") for c in confirm_cfgs),
+            "same_training_as_previous": same_training(groups.get(PREVIOUS[recipe]) if recipe in PREVIOUS else None,
+                                                      confirm_cfgs[0] if confirm_cfgs else None)}
+
+
+# the recipe each one continues (issue 22's fast recipe for `fast`), and the keys that do not change training
+PREVIOUS = {"fast": "confirm_fast__validation"}
+NOT_TRAINING = ("checkpoint", "num_threads", "confirm_pairs", "heldout_pairs", "device", "precision")
+
+
+def same_training(previous: dict | None, cfg: dict | None) -> bool:
+    """Whether a confirmation trains as the previous recipe's runs did (all but the checkpoint rule and
+    what is scored or how many threads run it)."""
+    if not previous or not cfg:
+        return False
+    old = previous["config"]
+    return all(old.get(k) == v for k, v in cfg.items() if k not in NOT_TRAINING)
 
 
 # the post-hoc observation that motivated the final-weights rule (seen before the plan, stated as such):
@@ -186,6 +211,7 @@ def picked_vs_final(groups: dict) -> list[dict]:
         final = [r["final_heldout_acc"] for r in g["runs"]]
         delta = interval([f - p for f, p in zip(final, picked)])
         rows.append({"group": name, "label": RECIPE_GROUPS[name], "seeds": [r["seed"] for r in g["runs"]],
+                     "picked_last_seeds": [r["seed"] for r in g["runs"] if r["selected_epoch"] == g["config"]["epochs"]],
                      "epochs": g["config"]["epochs"], "delta_holds_zero": delta["ci95"][0] <= 0 <= delta["ci95"][1],
                      "picked_epochs": [r["selected_epoch"] for r in g["runs"]],
                      "picked": interval(picked)["mean"], "final": interval(final)["mean"],
