@@ -50,8 +50,9 @@ study-smoke: $(STAMP)
 	$(BIN)/python -m mnist_pairs study --smoke
 
 # The unit tests, the study smoke among them (tests/test_study.py), and the notebooks by nbval, in one
-# session on TEST_WORKERS pytest-xdist workers, each test file or notebook whole on one worker (its module
-# fixtures built once, its cells in order in one kernel): notebook 02's training overlaps the unit tests
+# session on TEST_WORKERS pytest-xdist workers, each test file whole on one worker (its module fixtures
+# built once) and the notebooks together on one, in order (03 reads the run 02 trains; see conftest.py),
+# each in one kernel: notebook 02's training overlaps the unit tests
 # instead of running after them on one core. OMP_NUM_THREADS=1 gives every torch process of the tests
 # (workers, trainings, notebook kernels) one thread, so two workers fill 2 cores without oversubscribing
 # them (with torch's 2 threads each, waiting threads spin and the run is slower than serial).
