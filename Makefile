@@ -8,11 +8,15 @@ STAMP   := $(VENV)/.installed
 .PHONY: lock sweep-best confirm-fast-final study study-smoke test robustness demo browser confirm sweep sweep-beyond sweep-ablation sweep-levers sweep-fused sweep-fast confirm-fast summary lab data notebooks bench tensorboard clean-venv
 
 # uv (from PyPI) installs the same pins as pip in less than half the time (about 90 s against about
-# 200 s here: it unpacks torch's CUDA wheels in parallel). --compile-bytecode: this machine sets
-# PYTHONDONTWRITEBYTECODE=1, so modules not compiled at install are compiled again by every process
-# (importing torch, pandas and matplotlib: 11 s instead of 4 s). uv does not read pip's configuration:
+# 200 s here: it unpacks torch's CUDA wheels in parallel). This machine sets PYTHONDONTWRITEBYTECODE=1,
+# so a module without a .pyc is compiled again by every process that imports it (torch, pandas,
+# matplotlib…: 21 s instead of 9 s per process). Make's processes are told to write the .pyc the first
+# time a module is imported (unexport below): only what the project imports gets compiled, once
+# (~13 s), where `uv --compile-bytecode` compiled the whole environment at install (36 s, most of it
+# never imported). uv does not read pip's configuration:
 # the indexes and wheel folders pip is configured with are passed on, with pip's rule (best version
 # over all indexes). pip installs when uv cannot.
+unexport PYTHONDONTWRITEBYTECODE
 PIP_INDEXES = $(shell $(PY) -m pip config get global.extra-index-url 2>/dev/null)
 PIP_LINKS   = $(shell $(PY) -m pip config get global.find-links 2>/dev/null)
 UV_SOURCES  = --index-strategy unsafe-best-match $(foreach u,$(PIP_INDEXES),--extra-index-url $(u)) \
@@ -22,7 +26,7 @@ UV_SOURCES  = --index-strategy unsafe-best-match $(foreach u,$(PIP_INDEXES),--ex
 $(STAMP): pyproject.toml constraints.txt requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet uv && \
-	  $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python $(UV_SOURCES) --require-hashes -r requirements.lock \
+	  $(BIN)/uv pip install --quiet --python $(BIN)/python $(UV_SOURCES) --require-hashes -r requirements.lock \
 	  || $(BIN)/pip install --quiet --require-hashes -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e . 2>/dev/null || $(BIN)/pip install --quiet --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mnist-pairs)"
