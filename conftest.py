@@ -24,20 +24,17 @@ SECONDS = {"tests/test_train.py": 215, "tests/test_study.py": 185, "tests/test_b
            "tests/test_demo.py": 22}
 
 
-def test_group(nodeid: str) -> str:
+def work_unit(nodeid: str) -> str:
     """The unit of work a node id belongs to: its file, or one group for every notebook."""
     path = nodeid.split("::", 1)[0]
     return NOTEBOOKS if path.endswith(".ipynb") else path
-
-
-test_group.__test__ = False  # a helper, not a test
 
 
 def pytest_collection_modifyitems(config, items):
     """On xdist workers: the groups longest first, each group's items in their collected order (every
     worker collects, and all must agree: the sort is deterministic)."""
     if hasattr(config, "workerinput"):
-        items.sort(key=lambda item: -SECONDS.get(test_group(item.nodeid), 0))  # stable
+        items.sort(key=lambda item: -SECONDS.get(work_unit(item.nodeid), 0))  # stable
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest without xdist (`-p no:xdist`) runs as before
@@ -48,7 +45,7 @@ def pytest_xdist_make_scheduler(config, log):
 
     class FilesAndNotebooks(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return test_group(nodeid)
+            return work_unit(nodeid)
 
     config.option.loadscopereorder = False  # keep the order the workers collected (longest first)
     return FilesAndNotebooks(config, log)
