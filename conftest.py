@@ -9,7 +9,7 @@ scheduler of our own.
 
 The groups are handed out longest first (xdist would order them by their number of tests, which put the
 study smoke and the JupyterLab test, one long test each, last: the other worker then sat idle for
-minutes at the end). SECONDS are worker-seconds measured with `--durations=0` on the project's AVX2-only
+minutes at the end). SECONDS are worker-seconds per group, from per-test times (`--junitxml`) on the project's AVX2-only
 2-core EPYC; a group not listed counts as short. A wrong or stale figure changes only the order.
 """
 from __future__ import annotations
