@@ -5,7 +5,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: lock sweep-best confirm-fast-final study study-smoke test robustness demo browser confirm sweep sweep-beyond sweep-ablation sweep-levers sweep-fused sweep-fast confirm-fast summary lab data notebooks bench tensorboard clean-venv
+.PHONY: lock sweep-best confirm-best confirm-fast-final study study-smoke test robustness demo browser confirm sweep sweep-beyond sweep-ablation sweep-levers sweep-fused sweep-fast confirm-fast summary lab data notebooks bench tensorboard clean-venv
 
 # uv (from PyPI) installs the same pins as pip in less than half the time (about 90 s against about
 # 200 s here: it unpacks torch's CUDA wheels in parallel). This machine sets PYTHONDONTWRITEBYTECODE=1,
@@ -133,6 +133,19 @@ sweep-fast: $(STAMP)
 BEST = best_a best_b best_c fast_e fast_f
 sweep-best: $(STAMP)
 	for p in $(BEST); do $(BIN)/python -m mnist_pairs sweep --params params/$$p.yaml --protocol validation --seeds 0-2 || exit 1; done
+	$(BIN)/python -m mnist_pairs summarize
+
+# The `best` recipe's confirmation (docs/plans/best_and_fast.md): the candidate its rule chose, written into
+# params/confirm_best.yaml with the choice (that file does not exist before), and the seed configuration
+# (params/confirm_best_seed.yaml) on the same fresh seeds 13-17, each scored once at the end on the held-out
+# pairs and the confirmation set; then the five best runs published as one ensemble (reports/runs/ensemble,
+# its held-out and confirmation figures in ensemble.json). Resumable: a re-run skips finished seeds.
+BEST_RUNS = $(foreach s,13 14 15 16 17,experiments/sweeps/confirm_best__validation/seed$(s))
+confirm-best: $(STAMP)
+	@test -f params/confirm_best.yaml || { echo "error: params/confirm_best.yaml does not exist: the best recipe has not been chosen yet (make sweep-best, then the plan's rule)" >&2; exit 2; }
+	$(BIN)/python -m mnist_pairs sweep --params params/confirm_best_seed.yaml --protocol validation --seeds 13-17
+	$(BIN)/python -m mnist_pairs sweep --params params/confirm_best.yaml --protocol validation --seeds 13-17
+	$(BIN)/python -m mnist_pairs publish-ensemble $(BEST_RUNS) --out reports/runs/ensemble
 	$(BIN)/python -m mnist_pairs summarize
 
 # The `fast` recipe's confirmation (docs/plans/best_and_fast.md): the candidate its rule chose, written into

@@ -86,13 +86,20 @@ def results(logits: dict, data, cfg, history: list[dict], selected_epoch: int) -
            "train_seconds": sum(h["seconds"] for h in history)}
     for tag in ("best", "final"):
         for name, pairs in data.sets.items():
-            z, y = logits[f"{tag}_{name}"], pairs.y.numpy()
-            m = pair_metrics(torch.from_numpy(z), pairs.y)
-            entry = {"acc": m["acc"], "auc": m["auc"], "loss": m["loss"],
-                     "acc_at_threshold": accuracy_at(z, y, threshold), "pairs": len(y)}
-            if name in ("heldout", "confirm"):   # sets that share images: resample images, not pairs
-                correct = ((z > 0).astype(int) == y.astype(int))
-                entry["ci95"] = list(image_bootstrap_ci(correct, pairs.a.numpy(), pairs.b.numpy(), len(pairs.labels)))
-                entry["images"] = len(pairs.labels)
-            out[f"{tag}_{name}"] = entry
+            out[f"{tag}_{name}"] = set_metrics(logits[f"{tag}_{name}"], pairs, threshold, name)
     return out
+
+
+def set_metrics(z: np.ndarray, pairs, threshold: float, name: str) -> dict:
+    """One pair set's entry of results.json: acc (threshold 0.5), AUC, loss, accuracy at the chosen
+    threshold; for the held-out and confirmation sets, whose pairs share images, an interval that
+    resamples images, not pairs."""
+    y = pairs.y.numpy()
+    m = pair_metrics(torch.from_numpy(z), pairs.y)
+    entry = {"acc": m["acc"], "auc": m["auc"], "loss": m["loss"],
+             "acc_at_threshold": accuracy_at(z, y, threshold), "pairs": len(y)}
+    if name in ("heldout", "confirm"):
+        correct = ((z > 0).astype(int) == y.astype(int))
+        entry["ci95"] = list(image_bootstrap_ci(correct, pairs.a.numpy(), pairs.b.numpy(), len(pairs.labels)))
+        entry["images"] = len(pairs.labels)
+    return entry

@@ -269,6 +269,15 @@ def test_an_ensemble_scores_its_members_mean_logit_from_the_cli_and_from_onnx(en
     mean_val = np.mean([Run.open(ensemble_dir / n).scores()["best_val"] for n in manifest["members"]], axis=0)
     assert manifest["threshold"] == ens.threshold == choose_threshold(mean_val, val.y.numpy())
     assert manifest["selection"] == "val" and manifest["members"] == ["seed_siamese", "improved"]
+    # its own row in the report: every pair set both members were scored on, from their saved logits
+    members = [Run.open(ensemble_dir / n) for n in manifest["members"]]
+    mean_heldout = np.mean([m.scores()["best_heldout"] for m in members], axis=0)
+    h = manifest["sets"]["heldout"]
+    assert h["acc"] == pytest.approx(float(((mean_heldout > 0) == heldout.y.numpy().astype(bool)).mean()), abs=1e-7)
+    assert h["pairs"] == len(heldout.y) and h["ci95"][0] <= h["acc"] <= h["ci95"][1]
+    assert manifest["sets"]["val"]["acc"] == manifest["val_acc"] and set(manifest["sets"]) >= {"val", "test", "heldout"}
+    shared_confirm = len({m.cfg.confirm_pairs for m in members}) == 1 and members[0].cfg.confirm_pairs > 0
+    assert ("confirm" in manifest["sets"]) == shared_confirm
 
     _, files, _, labels = pictures
     q, other = files["plain.png"][0], files["big200.png"][1]

@@ -131,3 +131,64 @@ def test_the_picked_against_final_observation_says_what_its_intervals_hold(repor
     facts = recipes.report_facts(mixed | _fast(), reports)
     assert facts["all_deltas_hold_zero"] is False or facts["all_final_higher"] is False
     assert facts["all_final_higher"] is False and facts["pvf_seeds"] == [3, 3]
+
+
+def _confirm(name, seeds, heldout, confirm, started="2026-12-08T06:00:00"):
+    """A confirmation group whose runs have these held-out and confirmation-set accuracies, seed by seed."""
+    g = _group(name, 0.995, 1200, 100, seeds=tuple(seeds), started=started)
+    for r, h, c in zip(g["runs"], heldout, confirm):
+        r.update(heldout_acc=h, confirm_acc=c)
+    return g
+
+
+def test_best_is_judged_against_the_seed_configuration_on_the_same_seeds(reports, monkeypatch):
+    monkeypatch.setitem(recipes.CHOICE, "best", ("abc1234", "2026-12-08T05:00:00+00:00"))
+    seeds = recipes.CONFIRM["best"]["seeds"]
+    best = _confirm("confirm_best__validation", seeds, [0.996, 0.995, 0.9955, 0.9962, 0.9951],
+                    [0.994, 0.993, 0.995, 0.994, 0.993])
+    base = _confirm(recipes.CONFIRM["best"]["baseline"]["group"], seeds, [0.988] * 5,
+                    [0.985, 0.986, 0.984, 0.985, 0.986])
+    groups = {"confirm_best__validation": best, base["group"]: base}
+    facts = recipes.confirmation_facts(groups, "best", reports)
+    row = facts["paths"]["fp32"]
+    assert row["delta_ok"] and row["delta_confirm"]["mean"] == pytest.approx(0.0086)
+    assert row["mean_met"] and row["floor_met"] and row["met"] and facts["choice_first"]
+    assert facts["baseline"]["seeds"] == list(seeds) and recipes.fresh_seeds(groups)
+    # no baseline yet: no Δ, so not met whatever the held-out figures
+    alone = recipes.confirmation_facts({"confirm_best__validation": best}, "best", reports)["paths"]["fp32"]
+    assert alone["delta_confirm"] is None and not alone["met"]
+    # a Δ whose interval reaches 0: the third target is missed
+    for r, c in zip(base["runs"], [0.994, 0.994, 0.994, 0.985, 0.992]):
+        r["confirm_acc"] = c
+    row = recipes.confirmation_facts(groups, "best", reports)["paths"]["fp32"]
+    assert not row["delta_ok"] and not row["met"] and row["mean_met"]
+    # one seed below the 99.40 % floor
+    best["runs"][2]["heldout_acc"] = 0.9935
+    assert recipes.confirmation_facts(groups, "best", reports)["paths"]["fp32"]["below_floor"] == [15]
+    # a baseline run that started before the choice was committed
+    base["runs"][0]["started"] = "2026-12-08T04:00:00"
+    assert not recipes.confirmation_facts(groups, "best", reports)["choice_first"]
+
+
+def test_the_published_ensemble_is_its_own_row_once_its_members_are_the_confirmation_seeds(reports):
+    seeds = list(recipes.CONFIRM["best"]["seeds"])
+    assert recipes.confirmation_facts({}, "best", reports)["ensemble"] is None
+    folder = reports.run("ensemble")
+    folder.mkdir(parents=True)
+    manifest = {"members": [f"seed{s}" for s in seeds], "seeds": seeds, "threshold": 0.5,
+                "sets": {"val": {"acc": 0.997}, "heldout": {"acc": 0.9958, "ci95": [0.9950, 0.9966]}}}
+    (folder / "ensemble.json").write_text(json.dumps(manifest))
+    row = recipes.confirmation_facts({}, "best", reports)["ensemble"]
+    assert row["heldout_acc"] == 0.9958 and not row["aim_met"] and row["short_by"] == pytest.approx(0.0002)
+    assert row["members"] == 5 and row["sets"]["val"]["acc"] == 0.997
+    # an ensemble of other runs (e.g. the sweep's seeds) is not the confirmation's row
+    (folder / "ensemble.json").write_text(json.dumps(manifest | {"seeds": [0, 1, 2, 3, 4]}))
+    assert recipes.confirmation_facts({}, "best", reports)["ensemble"] is None
+
+
+def test_the_best_baseline_is_the_seed_configuration_unchanged():
+    from mnist_pairs.config import load_config
+
+    spec = recipes.CONFIRM["best"]["baseline"]
+    assert spec["group"] == f"{spec['params'].split('/')[-1][:-5]}__validation"
+    assert load_config(spec["params"]) == load_config("params/confirm_seed.yaml")

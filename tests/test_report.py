@@ -104,3 +104,50 @@ def test_the_template_words_facts_and_decides_nothing():
         assert not re.search(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}\b", t), path.name     # a commit hash
         assert not re.search(r"Xeon|EPYC|Intel|AMD|\b\d+ 核", t), path.name
         assert not re.search(r"99\.3|0\.993|98\.95|200,000|≥ \d|≤ \d", t), path.name
+
+
+def test_the_best_confirmation_is_worded_beside_its_targets(facts, tmp_path, monkeypatch):
+    """Appendix J's `best` block (empty until its runs exist) rendered from a confirmation the
+    files could hold: every target's verdict, the Δ against the seed configuration, the ensemble row."""
+    import copy
+
+    from mnist_pairs.paths import Reports
+    from mnist_pairs.study import recipes
+
+    if not facts.get("recipes"):
+        pytest.skip("no recipe candidates in the committed summary")
+    monkeypatch.setitem(recipes.CHOICE, "best", ("abc1234", "2026-12-08T05:00:00+00:00"))
+    seeds = recipes.CONFIRM["best"]["seeds"]
+
+    def group(name, heldout, confirm):
+        runs = [{"seed": s, "heldout_acc": h, "confirm_acc": c, "cpu": "CPU-X", "precision": "fp32",
+                 "started": "2026-12-08T06:00:00"} for s, h, c in zip(seeds, heldout, confirm)]
+        return {"group": name, "runs": runs, "config": {"confirm_pairs": 40000}}
+
+    groups = {"confirm_best__validation": group("confirm_best__validation", [0.9961, 0.9952, 0.9948, 0.9957, 0.9939],
+                                                [0.994, 0.993, 0.995, 0.994, 0.993]),
+              "confirm_best_seed__validation": group("confirm_best_seed__validation", [0.988] * 5,
+                                                     [0.985, 0.986, 0.984, 0.985, 0.986])}
+    rp = Reports(tmp_path)
+    (rp.run("ensemble")).mkdir(parents=True)
+    (rp.run("ensemble") / "ensemble.json").write_text(json.dumps(
+        {"members": [f"seed{s}" for s in seeds], "seeds": list(seeds), "threshold": 0.5,
+         "sets": {"heldout": {"acc": 0.9962, "ci95": [0.9953, 0.9969]}, "confirm": {"acc": 0.9951}}}))
+    f = copy.deepcopy(facts)
+    f["recipes"]["recipes"]["best"]["confirmation"] = recipes.confirmation_facts(groups, "best", rp)
+    text = R.render(f)
+    block = text[text.index("**`best` 的确认。**"):]
+    row = next(line for line in block.splitlines() if line.startswith("| best（"))
+    assert "CPU-X（fp32）" in row and "13、14、15、16、17" in row and "99.51% ±" in row
+    assert "未达到：训练种子 17" in row and "+0.86 ±" in row and "区间在 0 之上" in row and row.endswith("| 否 |")
+    assert "| 种子配置（`params/confirm_best_seed.yaml`）" in block and "98.80% ±" in block
+    assert "提交于 2026-12-08 05:00:00（UTC，abc1234），确认运行（对照的运行也在内）都在此后开始" in block
+    assert "5 个 best 确认运行的集成" in block
+    assert "留出对 99.62%（按图片重采样的 95% 区间 99.53%–99.69%），确认集 99.51%；计划的目标 ≥ 99.60%，达到" in block
+    # before the ensemble is published, and before the choice (no block at all)
+    (rp.run("ensemble") / "ensemble.json").unlink()
+    f["recipes"]["recipes"]["best"]["confirmation"] = recipes.confirmation_facts(groups, "best", rp)
+    assert "5 个 best 确认运行的集成尚未发布" in R.render(f)
+    monkeypatch.setitem(recipes.CHOICE, "best", None)
+    f["recipes"]["recipes"]["best"]["confirmation"] = recipes.confirmation_facts(groups, "best", rp)
+    assert "**`best` 的确认。**" not in R.render(f)

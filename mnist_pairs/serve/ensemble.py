@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, RunNotFound
-from ..metrics import choose_threshold, pair_metrics
+from ..metrics import choose_threshold, set_metrics
 from ..paths import PUBLISHED_ENSEMBLE, Reports, atomic_write_bytes, atomic_write_text, resolve, utc_now
 from ..runs import RUN_WEIGHTS, Run, record_digests, verified_bytes
 from .deploy import _Scorer, _siamese, export_model
@@ -32,6 +32,9 @@ MANIFEST = "ensemble.json"
 MEMBER_FILES = ("config.yaml", "history.json", "env.json", "results.json", "scores.npz", "best.pt")
 # the settings that fix a run's selection pairs: members must agree on all of them
 SAME_PAIRS = ("protocol", "data_seed", "subset_fraction", "val_images", "val_pairs", "dataset", "train_classes")
+# the optional pair sets: one is scored for the ensemble (ensemble.json "sets") when all members have the same
+# number of its pairs; the test pairs are scored when every member's scores hold them all
+SCORED_SETS = ("heldout_pairs", "confirm_pairs")
 
 
 def default_dir(reports: Reports = Reports()) -> Path:
@@ -82,12 +85,16 @@ def publish_ensemble(runs: list[Run | str | os.PathLike], out_dir: str | os.Path
     _check_members(runs)
     out = resolve(out_dir) if out_dir else default_dir()
     sel = runs[0].results["selection"]
-    cfg = replace(runs[0].cfg, heldout_pairs=0, confirm_pairs=0)    # only the selection pairs' targets are needed
-    y = load_data(cfg, log=lambda m: None).sets[sel].y
-    mean_logits = np.mean([r.scores()[f"best_{sel}"] for r in runs], axis=0)
-    if len(mean_logits) != len(y):
-        raise ConfigError(f"the members' {sel} scores hold {len(mean_logits)} pairs, the data {len(y)}")
-    threshold = choose_threshold(mean_logits, y.numpy())
+    scores = [r.scores() for r in runs]
+    # the selection pairs, and every other pair set that all members were scored on with the same pairs
+    shared = [k for k in SCORED_SETS if all(r.cfg.to_dict().get(k) == runs[0].cfg.to_dict().get(k) for r in runs)]
+    data = load_data(replace(runs[0].cfg, **{k: 0 for k in SCORED_SETS if k not in shared}), log=lambda m: None)
+    mean = {name: np.mean([s[f"best_{name}"] for s in scores], axis=0) for name in data.sets
+            if all(f"best_{name}" in s and len(s[f"best_{name}"]) == len(data.sets[name].y) for s in scores)}
+    if sel not in mean:
+        raise ConfigError(f"the members' {sel} scores do not match the {len(data.sets[sel].y)} {sel} pairs of their data")
+    threshold = choose_threshold(mean[sel], data.sets[sel].y.numpy())
+    sets = {name: set_metrics(z, data.sets[name], threshold, name) for name, z in mean.items()}
     if out.exists() and any(out.iterdir()) and not (out / MANIFEST).is_file():
         raise ConfigError(f"{out} exists and is not an ensemble folder (no {MANIFEST}): give an empty or new folder")
     stage = out.with_name(f".{out.name}.partial")      # built aside, then put in place whole
@@ -96,10 +103,11 @@ def publish_ensemble(runs: list[Run | str | os.PathLike], out_dir: str | os.Path
         for f in MEMBER_FILES:
             atomic_write_bytes(stage / run.dir.name / f, verified_bytes(run.dir / f))
         record_digests(stage / run.dir.name, RUN_WEIGHTS)
-    m = pair_metrics(torch.from_numpy(mean_logits), y)
+    m = sets[sel]
     manifest = {"members": [r.dir.name for r in runs], "sources": [str(r.dir) for r in runs],
-                "combine": "mean of the members' logits", "selection": sel, "threshold": threshold,
-                f"{sel}_acc": m["acc"], f"{sel}_auc": m["auc"], "written": utc_now(),
+                "seeds": [r.cfg.seed for r in runs], "combine": "mean of the members' logits", "selection": sel,
+                "threshold": threshold, f"{sel}_acc": m["acc"], f"{sel}_auc": m["auc"],
+                "sets": sets, "written": utc_now(),
                 "command": "python -m mnist_pairs publish-ensemble " + " ".join(str(r.dir) for r in runs)}
     atomic_write_text(stage / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     if out.exists():

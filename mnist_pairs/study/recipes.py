@@ -14,7 +14,7 @@ import json
 from datetime import datetime
 
 from ..paths import Reports
-from ..stats import interval
+from ..stats import interval, paired
 from .labels_zh import RECIPE_GROUPS
 
 PLAN_FILE = "docs/plans/best_and_fast.md"
@@ -113,7 +113,12 @@ def summary_record(groups: dict, reports: Reports = Reports()) -> dict | None:
 # process start by benchmarks/bench_time_to_accuracy.py, one JSON per path.
 CONFIRM = {
     "best": {"params": "params/confirm_best.yaml", "seeds": (13, 14, 15, 16, 17),
-             "groups": {"fp32": "confirm_best__validation", "bf16": "confirm_best__validation_bf16"}},
+             "groups": {"fp32": "confirm_best__validation", "bf16": "confirm_best__validation_bf16"},
+             # the seed configuration on the same seeds, its own group (params/confirm_best_seed.yaml):
+             # the paired Δ on the confirmation set is taken against it
+             "baseline": {"params": "params/confirm_best_seed.yaml", "group": "confirm_best_seed__validation"},
+             # the five runs' mean logit (publish-ensemble), its own row: reports/runs/ensemble/ensemble.json
+             "ensemble": "ensemble"},
     "fast": {"params": "params/confirm_fast_final.yaml", "seeds": (18, 19, 20),
              "groups": {"fp32": "confirm_fast_final__validation", "bf16": "confirm_fast_final__validation_bf16"},
              "benches": {"fp32": "time_to_accuracy_final_fp32.json", "bf16": "time_to_accuracy_final_bf16.json"}},
@@ -126,7 +131,8 @@ TARGETS = {"best": {"heldout_acc": 0.995, "every_seed_heldout_acc": 0.994, "ense
 
 def fresh_seeds(groups: dict) -> bool:
     """No group outside the confirmations holds a run on one of their seeds (13-20)."""
-    ours = {g for c in CONFIRM.values() for g in c["groups"].values()}
+    ours = {g for c in CONFIRM.values() for g in c["groups"].values()} | \
+           {c["baseline"]["group"] for c in CONFIRM.values() if "baseline" in c}
     seeds = {s for c in CONFIRM.values() for s in c["seeds"]}
     return not any(r["seed"] in seeds for name, g in groups.items() if name not in ours for r in g["runs"])
 
@@ -146,15 +152,17 @@ def confirmation_facts(groups: dict, recipe: str, reports: Reports) -> dict:
         st = interval(heldout) if heldout else None
         row = {"group": name, "seeds": [r["seed"] for r in g["runs"]] if g else [],
                "heldout": interval(heldout) if heldout else None,
-               "confirm": interval([r["confirm_acc"] for r in g["runs"]]) if g and all(
-                   r.get("confirm_acc") is not None for r in g["runs"]) else None,
+               "confirm": _confirm_interval(g),
                "lowest_seed_acc": min(heldout) if heldout else None,
                "cpus": sorted({r["cpu"] for r in g["runs"]}) if g else [],
+               "precisions": sorted({r["precision"] for r in g["runs"]}) if g else [],
                "mean_met": bool(heldout) and st["mean"] >= target["heldout_acc"],
                "short_by": max(target["heldout_acc"] - st["mean"], 0.0) if st else None,
                "interval_holds_target": bool(st) and st["ci95"][0] <= target["heldout_acc"] <= st["ci95"][1],
                "below_floor": [r["seed"] for r in g["runs"] if r["heldout_acc"] < target["every_seed_heldout_acc"]] if g else [],
                "floor_met": bool(heldout) and min(heldout) >= target["every_seed_heldout_acc"]}
+        if "baseline" in spec and g is not None:
+            row |= against_baseline(g, groups.get(spec["baseline"]["group"]))
         if bench is not None:
             walls = [r["wall_s"] for r in bench["runs"]]
             # the plan's time rule: every run within its path's budget (the benchmark's own verdict is on the mean)
@@ -163,12 +171,21 @@ def confirmation_facts(groups: dict, recipe: str, reports: Reports) -> dict:
                     "met": in_time and row["mean_met"] and row["floor_met"],
                     "bench": f"reports/benchmarks/{spec['benches'][path]}", "command": bench["command"]}
         else:
-            row["met"] = row["mean_met"] and row["floor_met"]
+            row["met"] = row["mean_met"] and row["floor_met"] and row.get("delta_ok", True)
         paths[path] = row
     choice = CHOICE[recipe]
     confirm_cfgs = [groups[name]["config"] for name in spec["groups"].values() if name in groups]
-    started = [r.get("started") for name in spec["groups"].values() if name in groups for r in groups[name]["runs"]]
+    base = groups.get(spec["baseline"]["group"]) if "baseline" in spec else None
+    started = [r.get("started") for name in spec["groups"].values() if name in groups for r in groups[name]["runs"]] + \
+              [r.get("started") for r in (base["runs"] if base else [])]
     return {"params": spec["params"], "seeds": list(spec["seeds"]), "paths": paths,
+            "baseline": {"params": spec["baseline"]["params"], "group": spec["baseline"]["group"],
+                         "seeds": [r["seed"] for r in base["runs"]] if base else [],
+                         "cpus": sorted({r["cpu"] for r in base["runs"]}) if base else [],
+                         "precisions": sorted({r["precision"] for r in base["runs"]}) if base else [],
+                         "heldout": interval([r["heldout_acc"] for r in base["runs"]]) if base else None,
+                         "confirm": _confirm_interval(base)} if "baseline" in spec else None,
+            "ensemble": ensemble_row(reports, spec["ensemble"], target, spec["seeds"]) if "ensemble" in spec else None,
             "missing_paths": [p for p in spec["groups"] if p not in paths], "target": target,
             "choice_commit": choice[0] if choice else None,
             "choice_time": choice[1][:19].replace("T", " ") if choice else None,
@@ -177,6 +194,42 @@ def confirmation_facts(groups: dict, recipe: str, reports: Reports) -> dict:
             "no_confirm_set": bool(confirm_cfgs) and not any(c.get("confirm_pairs") for c in confirm_cfgs),
             "same_training_as_previous": same_training(groups.get(PREVIOUS[recipe]) if recipe in PREVIOUS else None,
                                                       confirm_cfgs[0] if confirm_cfgs else None)}
+
+
+def _confirm_interval(g: dict | None) -> dict | None:
+    return interval([r["confirm_acc"] for r in g["runs"]]) if g and all(
+        r.get("confirm_acc") is not None for r in g["runs"]) else None
+
+
+def against_baseline(g: dict, base: dict | None) -> dict:
+    """The plan's third `best` target: the paired Δ (recipe − seed configuration, training seed by
+    training seed) of accuracy on the confirmation set, its 95 % interval above 0. The held-out Δ is
+    reported beside it."""
+    def by_seed(group: dict | None, key: str) -> dict[int, float]:
+        return {r["seed"]: r[key] for r in group["runs"] if r.get(key) is not None} if group else {}
+
+    delta = paired(by_seed(g, "confirm_acc"), by_seed(base, "confirm_acc"))
+    return {"delta_confirm": delta, "delta_heldout": paired(by_seed(g, "heldout_acc"), by_seed(base, "heldout_acc")),
+            "delta_ok": delta is not None and delta["ci95"][0] > 0,
+            "delta_seeds": sorted(set(by_seed(g, "confirm_acc")) & set(by_seed(base, "confirm_acc")))}
+
+
+def ensemble_row(reports: Reports, name: str, target: dict, seeds) -> dict | None:
+    """The published ensemble (publish-ensemble's ensemble.json) as its own row: one model made of
+    several runs, one figure per pair set (no mean over seeds), beside the plan's aim. None until it
+    exists or while its members are not the confirmation's seeds."""
+    f = reports.run(name) / "ensemble.json"
+    if not f.is_file():
+        return None
+    m = json.loads(f.read_text())
+    if sorted(m.get("seeds", [])) != sorted(seeds) or "heldout" not in m.get("sets", {}):
+        return None
+    h = m["sets"]["heldout"]
+    return {"dir": f"reports/runs/{name}", "members": len(m["members"]), "seeds": m["seeds"],
+            "threshold": m["threshold"], "sets": m["sets"], "heldout_acc": h["acc"],
+            "heldout_low": h["ci95"][0] if h.get("ci95") else None, "heldout_high": h["ci95"][1] if h.get("ci95") else None,
+            "aim": target["ensemble_heldout_acc"], "aim_met": h["acc"] >= target["ensemble_heldout_acc"],
+            "short_by": max(target["ensemble_heldout_acc"] - h["acc"], 0.0)}
 
 
 # the recipe each one continues (issue 22's fast recipe for `fast`), and the keys that do not change training
