@@ -157,11 +157,15 @@ def test_best_is_judged_against_the_seed_configuration_on_the_same_seeds(reports
     # no baseline yet: no Δ, so not met whatever the held-out figures
     alone = recipes.confirmation_facts({"confirm_best__validation": best}, "best", reports)["paths"]["fp32"]
     assert alone["delta_confirm"] is None and not alone["met"]
+    # the seed configuration on three of the five seeds: the Δ is shown, not judged
+    partial = base | {"runs": base["runs"][:3]}
+    row = recipes.confirmation_facts(groups | {base["group"]: partial}, "best", reports)["paths"]["fp32"]
+    assert row["delta_seeds"] == [13, 14, 15] and not row["delta_judged"] and not row["judged"] and not row["met"]
     # a Δ whose interval reaches 0: the third target is missed
     for r, c in zip(base["runs"], [0.994, 0.994, 0.994, 0.985, 0.992]):
         r["confirm_acc"] = c
     row = recipes.confirmation_facts(groups, "best", reports)["paths"]["fp32"]
-    assert not row["delta_ok"] and not row["met"] and row["mean_met"]
+    assert not row["delta_ok"] and not row["met"] and row["mean_met"] and row["judged"]
     # one seed below the 99.40 % floor
     best["runs"][2]["heldout_acc"] = 0.9935
     assert recipes.confirmation_facts(groups, "best", reports)["paths"]["fp32"]["below_floor"] == [15]
@@ -176,14 +180,19 @@ def test_the_published_ensemble_is_its_own_row_once_its_members_are_the_confirma
     folder = reports.run("ensemble")
     folder.mkdir(parents=True)
     manifest = {"members": [f"seed{s}" for s in seeds], "seeds": seeds, "threshold": 0.5,
+                "sources": [f"/x/experiments/sweeps/confirm_best__validation/seed{s}" for s in seeds],
                 "sets": {"val": {"acc": 0.997}, "heldout": {"acc": 0.9958, "ci95": [0.9950, 0.9966]}}}
     (folder / "ensemble.json").write_text(json.dumps(manifest))
     row = recipes.confirmation_facts({}, "best", reports)["ensemble"]
-    assert row["heldout_acc"] == 0.9958 and not row["aim_met"] and row["short_by"] == pytest.approx(0.0002)
+    assert row["matches"] and row["heldout_acc"] == 0.9958 and not row["aim_met"] and row["short_by"] == pytest.approx(0.0002)
     assert row["members"] == 5 and row["sets"]["val"]["acc"] == 0.997
-    # an ensemble of other runs (e.g. the sweep's seeds) is not the confirmation's row
-    (folder / "ensemble.json").write_text(json.dumps(manifest | {"seeds": [0, 1, 2, 3, 4]}))
-    assert recipes.confirmation_facts({}, "best", reports)["ensemble"] is None
+    # an ensemble of other runs is not the confirmation's row: other seeds, or the seed configuration's
+    # runs on the same seeds, or runs of two groups
+    base_runs = [f"/x/experiments/sweeps/confirm_best_seed__validation/seed{s}" for s in seeds]
+    mixed = manifest["sources"][:4] + [manifest["sources"][4].replace("__validation/", "__validation_bf16/")]
+    for other in ({"seeds": [0, 1, 2, 3, 4]}, {"sources": base_runs}, {"sources": mixed}):
+        (folder / "ensemble.json").write_text(json.dumps(manifest | other))
+        assert recipes.confirmation_facts({}, "best", reports)["ensemble"]["matches"] is False, other
 
 
 def test_the_best_baseline_is_the_seed_configuration_unchanged():

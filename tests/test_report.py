@@ -132,6 +132,7 @@ def test_the_best_confirmation_is_worded_beside_its_targets(facts, tmp_path, mon
     (rp.run("ensemble")).mkdir(parents=True)
     (rp.run("ensemble") / "ensemble.json").write_text(json.dumps(
         {"members": [f"seed{s}" for s in seeds], "seeds": list(seeds), "threshold": 0.5,
+         "sources": [f"experiments/sweeps/confirm_best__validation/seed{s}" for s in seeds],
          "sets": {"heldout": {"acc": 0.9962, "ci95": [0.9953, 0.9969]}, "confirm": {"acc": 0.9951}}}))
     f = copy.deepcopy(facts)
     f["recipes"]["recipes"]["best"]["confirmation"] = recipes.confirmation_facts(groups, "best", rp)
@@ -143,7 +144,13 @@ def test_the_best_confirmation_is_worded_beside_its_targets(facts, tmp_path, mon
     assert "| 种子配置（`params/confirm_best_seed.yaml`）" in block and "98.80% ±" in block
     assert "提交于 2026-12-08 05:00:00（UTC，abc1234），确认运行（对照的运行也在内）都在此后开始" in block
     assert "5 个 best 确认运行的集成" in block
-    assert "留出对 99.62%（按图片重采样的 95% 区间 99.53%–99.69%），确认集 99.51%；计划的目标 ≥ 99.60%，达到" in block
+    assert "留出对 99.62%（按图片重采样的 95% 区间 99.53%–99.69%），确认集 99.51%；计划写定的期望是 ≥ 99.60%" in block
+    assert "取阈值 0.5（在验证对上选的阈值 0.500 只用于部署）" in block
+    # the seed configuration not run yet: no Δ, nothing judged
+    del groups["confirm_best_seed__validation"]
+    f["recipes"]["recipes"]["best"]["confirmation"] = recipes.confirmation_facts(groups, "best", rp)
+    row = next(line for line in R.render(f).splitlines() if line.startswith("| best（"))
+    assert row.endswith("| 对照尚未运行 | 未判定 |"), row
     # before the ensemble is published, and before the choice (no block at all)
     (rp.run("ensemble") / "ensemble.json").unlink()
     f["recipes"]["recipes"]["best"]["confirmation"] = recipes.confirmation_facts(groups, "best", rp)

@@ -32,8 +32,9 @@ MANIFEST = "ensemble.json"
 MEMBER_FILES = ("config.yaml", "history.json", "env.json", "results.json", "scores.npz", "best.pt")
 # the settings that fix a run's selection pairs: members must agree on all of them
 SAME_PAIRS = ("protocol", "data_seed", "subset_fraction", "val_images", "val_pairs", "dataset", "train_classes")
-# the optional pair sets: one is scored for the ensemble (ensemble.json "sets") when all members have the same
-# number of its pairs; the test pairs are scored when every member's scores hold them all
+# the optional pair sets (held-out, confirmation): one is scored for the ensemble (ensemble.json "sets") when all
+# members have the same number of its pairs. The validation and test pairs are scored when every member's
+# scores hold all of the data's pairs.
 SCORED_SETS = ("heldout_pairs", "confirm_pairs")
 
 

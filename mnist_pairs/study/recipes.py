@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from pathlib import Path
 
 from ..paths import Reports
 from ..stats import interval, paired
@@ -162,7 +163,7 @@ def confirmation_facts(groups: dict, recipe: str, reports: Reports) -> dict:
                "below_floor": [r["seed"] for r in g["runs"] if r["heldout_acc"] < target["every_seed_heldout_acc"]] if g else [],
                "floor_met": bool(heldout) and min(heldout) >= target["every_seed_heldout_acc"]}
         if "baseline" in spec and g is not None:
-            row |= against_baseline(g, groups.get(spec["baseline"]["group"]))
+            row |= against_baseline(g, groups.get(spec["baseline"]["group"]), spec["seeds"])
         if bench is not None:
             walls = [r["wall_s"] for r in bench["runs"]]
             # the plan's time rule: every run within its path's budget (the benchmark's own verdict is on the mean)
@@ -172,6 +173,8 @@ def confirmation_facts(groups: dict, recipe: str, reports: Reports) -> dict:
                     "bench": f"reports/benchmarks/{spec['benches'][path]}", "command": bench["command"]}
         else:
             row["met"] = row["mean_met"] and row["floor_met"] and row.get("delta_ok", True)
+            # `best` is judged once it and the seed configuration hold every confirmation seed
+            row["judged"] = row.get("delta_judged", True)
         paths[path] = row
     choice = CHOICE[recipe]
     confirm_cfgs = [groups[name]["config"] for name in spec["groups"].values() if name in groups]
@@ -185,7 +188,8 @@ def confirmation_facts(groups: dict, recipe: str, reports: Reports) -> dict:
                          "precisions": sorted({r["precision"] for r in base["runs"]}) if base else [],
                          "heldout": interval([r["heldout_acc"] for r in base["runs"]]) if base else None,
                          "confirm": _confirm_interval(base)} if "baseline" in spec else None,
-            "ensemble": ensemble_row(reports, spec["ensemble"], target, spec["seeds"]) if "ensemble" in spec else None,
+            "ensemble": ensemble_row(reports, spec["ensemble"], target, spec["seeds"], set(spec["groups"].values()))
+            if "ensemble" in spec else None,
             "missing_paths": [p for p in spec["groups"] if p not in paths], "target": target,
             "choice_commit": choice[0] if choice else None,
             "choice_time": choice[1][:19].replace("T", " ") if choice else None,
@@ -201,31 +205,36 @@ def _confirm_interval(g: dict | None) -> dict | None:
         r.get("confirm_acc") is not None for r in g["runs"]) else None
 
 
-def against_baseline(g: dict, base: dict | None) -> dict:
+def against_baseline(g: dict, base: dict | None, seeds) -> dict:
     """The plan's third `best` target: the paired Δ (recipe − seed configuration, training seed by
-    training seed) of accuracy on the confirmation set, its 95 % interval above 0. The held-out Δ is
-    reported beside it."""
+    training seed) of accuracy on the confirmation set, its 95 % interval above 0, judged only once
+    both groups hold every confirmation seed. The held-out Δ is reported beside it."""
     def by_seed(group: dict | None, key: str) -> dict[int, float]:
         return {r["seed"]: r[key] for r in group["runs"] if r.get(key) is not None} if group else {}
 
     delta = paired(by_seed(g, "confirm_acc"), by_seed(base, "confirm_acc"))
+    both = sorted(set(by_seed(g, "confirm_acc")) & set(by_seed(base, "confirm_acc")))
+    judged = delta is not None and both == sorted(seeds) and sorted(r["seed"] for r in g["runs"]) == sorted(seeds)
     return {"delta_confirm": delta, "delta_heldout": paired(by_seed(g, "heldout_acc"), by_seed(base, "heldout_acc")),
-            "delta_ok": delta is not None and delta["ci95"][0] > 0,
-            "delta_seeds": sorted(set(by_seed(g, "confirm_acc")) & set(by_seed(base, "confirm_acc")))}
+            "delta_ok": judged and delta["ci95"][0] > 0, "delta_judged": judged, "delta_seeds": both}
 
 
-def ensemble_row(reports: Reports, name: str, target: dict, seeds) -> dict | None:
+def ensemble_row(reports: Reports, name: str, target: dict, seeds, groups: set[str]) -> dict | None:
     """The published ensemble (publish-ensemble's ensemble.json) as its own row: one model made of
-    several runs, one figure per pair set (no mean over seeds), beside the plan's aim. None until it
-    exists or while its members are not the confirmation's seeds."""
+    several runs (one figure per pair set, not a mean over seeds) beside the plan's aim. None until it
+    exists; {"matches": False} while its members are not the confirmation's runs (one of its groups,
+    its seeds) or it holds no held-out figures."""
     f = reports.run(name) / "ensemble.json"
     if not f.is_file():
         return None
     m = json.loads(f.read_text())
-    if sorted(m.get("seeds", [])) != sorted(seeds) or "heldout" not in m.get("sets", {}):
-        return None
+    same_runs = sorted(m.get("seeds", [])) == sorted(seeds) and \
+        len({Path(src).parent.name for src in m.get("sources", [])}) == 1 and \
+        all(Path(src).parent.name in groups for src in m.get("sources", []))
+    if not same_runs or "heldout" not in m.get("sets", {}):
+        return {"dir": f"reports/runs/{name}", "matches": False}
     h = m["sets"]["heldout"]
-    return {"dir": f"reports/runs/{name}", "members": len(m["members"]), "seeds": m["seeds"],
+    return {"dir": f"reports/runs/{name}", "matches": True, "members": len(m["members"]), "seeds": m["seeds"],
             "threshold": m["threshold"], "sets": m["sets"], "heldout_acc": h["acc"],
             "heldout_low": h["ci95"][0] if h.get("ci95") else None, "heldout_high": h["ci95"][1] if h.get("ci95") else None,
             "aim": target["ensemble_heldout_acc"], "aim_met": h["acc"] >= target["ensemble_heldout_acc"],
