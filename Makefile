@@ -139,12 +139,13 @@ sweep-best: $(STAMP)
 # params/confirm_best.yaml with the choice (that file does not exist before), and the seed configuration
 # (params/confirm_best_seed.yaml) on the same fresh seeds 13-17, each scored once at the end on the held-out
 # pairs and the confirmation set; then the five best runs published as one ensemble (reports/runs/ensemble,
-# its held-out and confirmation figures in ensemble.json). Resumable: a re-run skips finished seeds.
+# its held-out and confirmation figures in ensemble.json). The best runs go first: seed 13 is the model the
+# plan publishes. Resumable: a re-run skips finished seeds and resumes a killed one from its last.pt.
 BEST_RUNS = $(foreach s,13 14 15 16 17,experiments/sweeps/confirm_best__validation/seed$(s))
 confirm-best: $(STAMP)
 	@test -f params/confirm_best.yaml || { echo "error: params/confirm_best.yaml does not exist: the best recipe has not been chosen yet (make sweep-best, then the plan's rule)" >&2; exit 2; }
-	$(BIN)/python -m mnist_pairs sweep --params params/confirm_best_seed.yaml --protocol validation --seeds 13-17
 	$(BIN)/python -m mnist_pairs sweep --params params/confirm_best.yaml --protocol validation --seeds 13-17
+	$(BIN)/python -m mnist_pairs sweep --params params/confirm_best_seed.yaml --protocol validation --seeds 13-17
 	$(BIN)/python -m mnist_pairs publish-ensemble $(BEST_RUNS) --out reports/runs/ensemble
 	$(BIN)/python -m mnist_pairs summarize
 

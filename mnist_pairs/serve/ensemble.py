@@ -88,7 +88,7 @@ def publish_ensemble(runs: list[Run | str | os.PathLike], out_dir: str | os.Path
     sel = runs[0].results["selection"]
     scores = [r.scores() for r in runs]
     # the selection pairs, and every other pair set that all members were scored on with the same pairs
-    shared = [k for k in SCORED_SETS if all(r.cfg.to_dict().get(k) == runs[0].cfg.to_dict().get(k) for r in runs)]
+    shared = [k for k in SCORED_SETS if len({getattr(r.cfg, k) for r in runs}) == 1]
     data = load_data(replace(runs[0].cfg, **{k: 0 for k in SCORED_SETS if k not in shared}), log=lambda m: None)
     mean = {name: np.mean([s[f"best_{name}"] for s in scores], axis=0) for name in data.sets
             if all(f"best_{name}" in s and len(s[f"best_{name}"]) == len(data.sets[name].y) for s in scores)}

@@ -15,7 +15,8 @@ from datetime import datetime
 from pathlib import Path
 
 from ..paths import Reports
-from ..stats import interval, paired
+from ..stats import interval
+from .ablation import paired
 from .labels_zh import RECIPE_GROUPS
 
 PLAN_FILE = "docs/plans/best_and_fast.md"
@@ -151,12 +152,8 @@ def confirmation_facts(groups: dict, recipe: str, reports: Reports) -> dict:
             continue
         heldout = [r["heldout_acc"] for r in g["runs"]] if g else []
         st = interval(heldout) if heldout else None
-        row = {"group": name, "seeds": [r["seed"] for r in g["runs"]] if g else [],
-               "heldout": interval(heldout) if heldout else None,
-               "confirm": _confirm_interval(g),
+        row = {"group": name, **_group_facts(g),
                "lowest_seed_acc": min(heldout) if heldout else None,
-               "cpus": sorted({r["cpu"] for r in g["runs"]}) if g else [],
-               "precisions": sorted({r["precision"] for r in g["runs"]}) if g else [],
                "mean_met": bool(heldout) and st["mean"] >= target["heldout_acc"],
                "short_by": max(target["heldout_acc"] - st["mean"], 0.0) if st else None,
                "interval_holds_target": bool(st) and st["ci95"][0] <= target["heldout_acc"] <= st["ci95"][1],
@@ -182,12 +179,8 @@ def confirmation_facts(groups: dict, recipe: str, reports: Reports) -> dict:
     started = [r.get("started") for name in spec["groups"].values() if name in groups for r in groups[name]["runs"]] + \
               [r.get("started") for r in (base["runs"] if base else [])]
     return {"params": spec["params"], "seeds": list(spec["seeds"]), "paths": paths,
-            "baseline": {"params": spec["baseline"]["params"], "group": spec["baseline"]["group"],
-                         "seeds": [r["seed"] for r in base["runs"]] if base else [],
-                         "cpus": sorted({r["cpu"] for r in base["runs"]}) if base else [],
-                         "precisions": sorted({r["precision"] for r in base["runs"]}) if base else [],
-                         "heldout": interval([r["heldout_acc"] for r in base["runs"]]) if base else None,
-                         "confirm": _confirm_interval(base)} if "baseline" in spec else None,
+            "baseline": {"params": spec["baseline"]["params"], "group": spec["baseline"]["group"], **_group_facts(base)}
+            if "baseline" in spec else None,
             "ensemble": ensemble_row(reports, spec["ensemble"], target, spec["seeds"], set(spec["groups"].values()))
             if "ensemble" in spec else None,
             "missing_paths": [p for p in spec["groups"] if p not in paths], "target": target,
@@ -200,22 +193,27 @@ def confirmation_facts(groups: dict, recipe: str, reports: Reports) -> dict:
                                                       confirm_cfgs[0] if confirm_cfgs else None)}
 
 
-def _confirm_interval(g: dict | None) -> dict | None:
-    return interval([r["confirm_acc"] for r in g["runs"]]) if g and all(
-        r.get("confirm_acc") is not None for r in g["runs"]) else None
+def _group_facts(g: dict | None) -> dict:
+    """A confirmation group's seeds, CPUs, precisions, and held-out and confirmation-set intervals
+    (the latter only when every run has a confirmation figure); empty while the group has no run."""
+    runs = g["runs"] if g else []
+    return {"seeds": [r["seed"] for r in runs], "cpus": sorted({r["cpu"] for r in runs}),
+            "precisions": sorted({r["precision"] for r in runs}),
+            "heldout": interval([r["heldout_acc"] for r in runs]) if runs else None,
+            "confirm": interval([r["confirm_acc"] for r in runs])
+            if runs and all(r.get("confirm_acc") is not None for r in runs) else None}
 
 
 def against_baseline(g: dict, base: dict | None, seeds) -> dict:
     """The plan's third `best` target: the paired Δ (recipe − seed configuration, training seed by
     training seed) of accuracy on the confirmation set, its 95 % interval above 0, judged only once
     both groups hold every confirmation seed. The held-out Δ is reported beside it."""
-    def by_seed(group: dict | None, key: str) -> dict[int, float]:
-        return {r["seed"]: r[key] for r in group["runs"] if r.get(key) is not None} if group else {}
-
-    delta = paired(by_seed(g, "confirm_acc"), by_seed(base, "confirm_acc"))
-    both = sorted(set(by_seed(g, "confirm_acc")) & set(by_seed(base, "confirm_acc")))
+    base = base or {"runs": []}
+    delta = paired(g, base, "confirm_acc")
+    both = sorted({r["seed"] for r in g["runs"] if r.get("confirm_acc") is not None} &
+                  {r["seed"] for r in base["runs"] if r.get("confirm_acc") is not None})
     judged = delta is not None and both == sorted(seeds) and sorted(r["seed"] for r in g["runs"]) == sorted(seeds)
-    return {"delta_confirm": delta, "delta_heldout": paired(by_seed(g, "heldout_acc"), by_seed(base, "heldout_acc")),
+    return {"delta_confirm": delta, "delta_heldout": paired(g, base, "heldout_acc"),
             "delta_ok": judged and delta["ci95"][0] > 0, "delta_judged": judged, "delta_seeds": both}
 
 
