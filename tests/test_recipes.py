@@ -201,3 +201,18 @@ def test_the_best_baseline_is_the_seed_configuration_unchanged():
     spec = recipes.CONFIRM["best"]["baseline"]
     assert spec["group"] == f"{spec['params'].split('/')[-1][:-5]}__validation"
     assert load_config(spec["params"]) == load_config("params/confirm_seed.yaml")
+
+
+@pytest.mark.parametrize("recipe", [name for name, choice in recipes.CHOICE.items() if choice])
+def test_a_confirmation_trains_the_candidate_its_rule_chose(recipe):
+    """The confirmation params file, committed with the choice, is the candidate that reports/summary.json
+    says the plan's rule chose, unchanged (only what is scored may be added: the confirmation set)."""
+    import dataclasses
+
+    from mnist_pairs.config import load_config
+
+    chosen = json.loads(Reports().summary.read_text())["recipes"]["recipes"][recipe]["chosen"]
+    assert chosen, f"summary.json chose no {recipe} candidate, yet recipes.CHOICE records a choice"
+    candidate = load_config(f"params/{chosen.split('__')[0]}.yaml")
+    confirm = load_config(recipes.CONFIRM[recipe]["params"])
+    assert dataclasses.replace(confirm, confirm_pairs=candidate.confirm_pairs) == candidate
