@@ -126,7 +126,7 @@ CONFIRM = {
              "benches": {"fp32": "time_to_accuracy_final_fp32.json", "bf16": "time_to_accuracy_final_bf16.json"}},
 }
 # the commits that wrote each choice into its confirmation params file (None: not chosen yet)
-CHOICE = {"best": None, "fast": ("833d691", "2026-12-07T05:45:52+00:00")}   # `git log -1 --format=%cI <commit>`
+CHOICE = {"best": ("ac67dfa", "2026-12-07T17:05:49+00:00"), "fast": ("833d691", "2026-12-07T05:45:52+00:00")}   # `git log -1 --format=%cI <commit>`
 TARGETS = {"best": {"heldout_acc": 0.995, "every_seed_heldout_acc": 0.994, "ensemble_heldout_acc": 0.996},
            "fast": {"heldout_acc": 0.993, "every_seed_heldout_acc": 0.992, "wall_s": {"bf16": 120.0, "fp32": 300.0}}}
 
