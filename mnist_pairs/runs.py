@@ -170,6 +170,11 @@ class Run:
     def results(self) -> dict:
         return read_json(self.dir / "results.json")
 
+    def digests(self) -> dict[str, str]:
+        """{file name: sha256} the run recorded for its weights (digests.json); {} where it recorded none."""
+        path = self.dir / DIGESTS
+        return read_json(path) if path.is_file() else {}
+
     @property
     def finished(self) -> bool:
         return (self.dir / "results.json").is_file()

@@ -199,6 +199,20 @@ def test_a_fresh_run_of_a_committed_seed_is_checked_against_that_run_and_the_dis
     assert "twin" not in far and not far["heldout_acc"]["inside"] and far["heldout_acc"]["off_by"] < 0
 
 
+def test_identical_needs_the_same_weights_where_both_runs_recorded_them():
+    """Equal accuracies are not enough when both runs recorded their weights' sha256 (digests.json,
+    copied beside the summary's run files): the check then says identical only for the same bytes."""
+    group = _group({5: 0.993, 6: 0.994, 7: 0.995})
+    group["runs"][1]["weights_sha256"] = "a" * 64
+    fresh = _fresh(6, 0.994, "2026-02-02T00:00:00")
+    assert R.repro_check(fresh | {"weights_sha256": "a" * 64}, group)["twin"] | {"pairs": None} == \
+        {"seed": 6, "epoch": None, "fresh_epoch": None, "pairs": None, "weights": "same", "identical": True, "before_fix": False}
+    other = R.repro_check(fresh | {"weights_sha256": "b" * 64}, group)["twin"]
+    assert other["weights"] == "different" and other["identical"] is False      # same numbers, other weights
+    assert R.repro_check(fresh, group)["twin"]["weights"] is None               # not recorded: the numbers decide
+    assert R.repro_check(fresh, group)["twin"]["identical"] is True
+
+
 def test_a_published_confirmation_run_is_not_compared_with_itself():
     group = _group({5: 0.993, 6: 0.994, 7: 0.995})
     assert R.is_committed_run(_fresh(6, 0.994, "2026-01-01T00:00:06"), group)       # the committed run itself

@@ -65,7 +65,8 @@ def run_facts(run: Run) -> dict:
     return {"name": run.dir.name, "dir": run.dir, "cfg": run.cfg.to_dict(), "env": run.env, "history": h,
             "results": run.results, "wall": sum(r["seconds"] for r in h), "s_per_epoch": sum(r["seconds"] for r in h) / len(h),
             "lrs": sorted({r["lr"] for r in h}, reverse=True), "selected": h[run.results["selected_epoch"] - 1],
-            "precision_reason": precision_reason(run.env), "isa_cap": run.env.get("onednn_max_cpu_isa")}
+            "precision_reason": precision_reason(run.env), "isa_cap": run.env.get("onednn_max_cpu_isa"),
+            "weights_sha256": run.digests().get("best.pt")}
 
 
 def precision_paths(groups: dict) -> dict | None:

@@ -40,14 +40,21 @@ def repro_check(fresh: dict, group: dict) -> dict | None:
     out["sweep_envs"] = len(envs)
     twin = next((r for r in group["runs"] if r["seed"] == fresh["cfg"]["seed"]), None)
     if twin is not None:
+        # the weights' sha256 where both runs recorded it: "same", "different", or None (not recorded)
+        weights = _weights(fresh.get("weights_sha256"), twin.get("weights_sha256"))
+        same_numbers = all(out[k]["value"] == twin[k] for k in out["keys"]) and \
+            fresh["results"]["best_val"]["acc"] == twin["val_acc"]
         out["twin"] = {"seed": twin["seed"], "epoch": twin.get("selected_epoch"), "fresh_epoch": fresh["results"].get("selected_epoch"),
                        # the accuracies compared, the committed run's and this machine's
                        "pairs": [{"key": k, "committed": twin[k], "fresh": out[k]["value"]} for k in out["keys"]],
-                       "identical": all(
-            out[k]["value"] == twin[k] for k in out["keys"]) and fresh["results"]["best_val"]["acc"] == twin["val_acc"],
-            # a shared-encoding run that finished before the determinism fix cannot be rebuilt bit for bit
-            "before_fix": group.get("config", {}).get("pairing") == "shared" and twin["finished"] < DETERMINISM_FIX["time"]}
+                       "weights": weights, "identical": same_numbers and weights != "different",
+                       # a shared-encoding run that finished before the determinism fix cannot be rebuilt bit for bit
+                       "before_fix": group.get("config", {}).get("pairing") == "shared" and twin["finished"] < DETERMINISM_FIX["time"]}
     return out
+
+
+def _weights(fresh: str | None, committed: str | None) -> str | None:
+    return None if not fresh or not committed else "same" if fresh == committed else "different"
 
 
 def is_committed_run(run: dict, group: dict | None) -> bool:
