@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "-> reports/robustness.json")
     r.add_argument("--runs", nargs="+", default=None, help="run folders (default: reports/runs/seed_siamese reports/runs/improved)")
     r.add_argument("--pairs", type=int, default=None, help="score only the first N held-out pairs (default: all)")
+    r.add_argument("--stale", action="store_true", help="measure only the runs whose weights (digests.json) are not "
+                   "the ones reports/robustness.json measured, keep the others' rows (make study)")
     d = sub.add_parser("demo", help="serve notebooks/04_draw (draw two digits, see whether they match) as a page "
                        "with Voila on 127.0.0.1, behind a token")
     d.add_argument("--port", type=int, default=8866)
@@ -231,11 +233,22 @@ def _run(args) -> int:
         print(atomic_write_text(Reports().confirmation_levers, json.dumps(out, indent=1)))
         return 0
     if args.command == "robustness":
+        import json
+
         from .paths import PUBLISHED, Reports
-        from .serve.robustness import measure, write
+        from .serve.robustness import measure, merged, stale, write
 
         runs = args.runs or [str(Reports().run(PUBLISHED[k])) for k in ("siamese", "improved")]
-        print(write(measure(runs, n_pairs=args.pairs)))
+        if not args.stale:
+            print(write(measure(runs, n_pairs=args.pairs)))
+            return 0
+        path = Reports().robustness
+        previous = json.loads(path.read_text()) if path.is_file() else None
+        todo = stale(runs, previous)
+        if not todo:
+            print(f"{path}: every run's weights are the ones it measured; nothing to do")
+            return 0
+        print(write(merged(previous, measure(todo, n_pairs=args.pairs))))
         return 0
     if args.command == "demo":
         import secrets

@@ -145,10 +145,27 @@ def measure(runs: list[str | Path], n_pairs: int | None = None, seed: int = 0, l
         for name, r in rows.items():
             r["drop_pp"] = 100 * (clean - r["acc"])
         out["runs"][Path(path).name] = {"run": os.path.relpath(resolve(path), PROJECT_ROOT), "model": run.cfg.model, "started": run.env.get("started"),
+                                        "weights_sha256": run.digests().get("best.pt"),
                                         "threshold": scorer.threshold, "pairs": len(pairs.y), "rows": rows,
                                         "worst": max((n for n in PERTURBATIONS if n != "clean"),
                                                      key=lambda n: rows[n]["drop_pp"])}
     return out
+
+
+def stale(runs: list[str | Path], previous: dict | None) -> list[str | Path]:
+    """The runs whose weights (best.pt's sha256 in their digests.json) are not the ones `previous`
+    (a robustness.json) measured under the same name: only these need measuring again."""
+    done = (previous or {}).get("runs", {})
+    return [p for p in runs if not (sha := Run.open(p).digests().get("best.pt"))
+            or done.get(Path(p).name, {}).get("weights_sha256") != sha]
+
+
+def merged(previous: dict | None, new: dict) -> dict:
+    """`previous` with the runs `new` measured replaced (same seed, canvas and perturbations)."""
+    if not previous or {k: previous.get(k) for k in ("seed", "canvas", "perturbations")} != \
+            {k: new[k] for k in ("seed", "canvas", "perturbations")}:
+        return new
+    return previous | {"runs": previous["runs"] | new["runs"]}
 
 
 def write(out: dict, reports: Reports = Reports()) -> Path:

@@ -181,7 +181,7 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
         "cpu_target": (CPU_TARGET_SPEEDUP, CPU_TARGET_S), "fused_checks": fused, "speed": speed_facts(groups, rp, len(sub.train_labels)),
         "recipes": recipes_facts(groups, rp),
         "rounding_matters": any(fc["same_cpu"] and fc["sure"]["heldout_acc"] for fc in fused),
-        "robustness": judged(_json(rp.robustness)),
+        "robustness": judged(measured_now(_json(rp.robustness), rp)),
         "infer": infer, "infer_run": infer_run(infer),
         "study": _json(rp.study),
         "calibration": calibration, "temperature_side": temperature_side(calibration),
@@ -194,6 +194,16 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
         "calibration_published": published_calibration(rp, published, figure),
         "history_path": rel(S["dir"] / "history.json"),
     }
+
+
+def measured_now(out: dict | None, rp: Reports) -> dict | None:
+    """robustness.json with only the runs it measured on the weights now published under their name
+    (best.pt's sha256 in reports/runs/<name>/digests.json); the others are named in `stale`."""
+    if not out:
+        return None
+    now = {k: r for k, r in out["runs"].items()
+           if r.get("weights_sha256") and r["weights_sha256"] == Run(rp.run(k)).digests().get("best.pt")}
+    return out | {"runs": now, "stale": [k for k in out["runs"] if k not in now]} if now else None
 
 
 def caption(see: str) -> str:
