@@ -10,7 +10,7 @@
     python -m mnist_pairs readme                      # reports/tables.md and the README's headline lines
     python -m mnist_pairs study                       # notebooks 01→02→03, then the report
     python -m mnist_pairs confirm-levers              # TTA and ensemble on the confirmation runs
-    python -m mnist_pairs publish-improved            # the improved model -> reports/runs/improved
+    python -m mnist_pairs publish-improved            # the best confirmation run on seed 13 -> reports/runs/improved
     python -m mnist_pairs robustness                  # the published models on perturbed pictures -> reports/robustness.json
     python -m mnist_pairs demo                        # draw two digits in a page (Voila, 127.0.0.1, token)
     python -m mnist_pairs study --smoke               # the same with tiny settings, on a scratch copy of reports/
@@ -107,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "with Voila on 127.0.0.1, behind a token")
     d.add_argument("--port", type=int, default=8866)
     d.add_argument("--token", default=None, help="the page's token (default: a new random one, printed)")
-    sub.add_parser("publish-improved", help="publish the confirmation run picked on validation accuracy as "
-                   "reports/runs/improved/ (notebook 03), then rewrite the report")
+    sub.add_parser("publish-improved", help="publish the plan's model, the `best` confirmation run on training seed 13, "
+                   "as reports/runs/improved/ (notebook 03; make study trains the same model), then rewrite the report")
     s = sub.add_parser("study", help="the full study: notebooks 01→02→03 for each params file, then the report")
     s.add_argument("--params", nargs="+", default=None,
                    help="params files to train and publish (default: " + " ".join(STUDY_PARAMS) + ")")

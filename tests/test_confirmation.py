@@ -218,17 +218,21 @@ def test_tta_and_ensemble_on_two_tiny_confirmation_runs(confirm_run):
 
 
 def test_make_study_trains_the_published_confirmation_run_again():
-    """params/improved.yaml (make study) is the confirmation configuration on the seed the
-    registered rule picked, so a study's improved run can be held against that committed run."""
+    """params/improved.yaml (make study) is the `best` confirmation configuration on the seed the plan
+    named, so a study's improved run can be held against that committed run, weights and all."""
     import json
 
     from mnist_pairs.paths import REPORTS_DIR
     from mnist_pairs.study.pipeline import STUDY_PARAMS
+    from mnist_pairs.study.recipes import CONFIRM, PUBLISHED_RUN, published_as_planned
 
-    assert "params/improved.yaml" in STUDY_PARAMS
-    groups = json.loads((REPORTS_DIR / "summary.json").read_text())["groups"]
-    if CF.PLAN["improved"] not in groups:
-        pytest.skip("no confirmation group in reports/summary.json yet (make confirm)")
-    study, confirm = load_config("params/improved.yaml"), load_config("params/confirm_improved.yaml")
-    assert study.seed == CF.published_seed(groups[CF.PLAN["improved"]])
+    assert PUBLISHED_RUN["params"] == "params/improved.yaml" in STUDY_PARAMS
+    study, confirm = load_config(PUBLISHED_RUN["params"]), load_config(CONFIRM["best"]["params"])
+    assert study.seed == PUBLISHED_RUN["seed"] == CONFIRM["best"]["seeds"][0]
     assert dataclasses.replace(study, seed=confirm.seed) == confirm
+    group = json.loads((REPORTS_DIR / "summary.json").read_text())["groups"].get(PUBLISHED_RUN["group"])
+    if group is None or PUBLISHED_RUN["seed"] not in [r["seed"] for r in group["runs"]]:
+        pytest.skip("the published seed's confirmation run is not in reports/summary.json yet (make confirm-best)")
+    assert published_as_planned({"cfg": study.to_dict()}, group)
+    assert not published_as_planned({"cfg": dataclasses.replace(study, seed=14).to_dict()}, group)
+    assert not published_as_planned({"cfg": dataclasses.replace(study, epochs=study.epochs + 1).to_dict()}, group)

@@ -216,3 +216,14 @@ def test_a_confirmation_trains_the_candidate_its_rule_chose(recipe):
     candidate = load_config(f"params/{chosen.split('__')[0]}.yaml")
     confirm = load_config(recipes.CONFIRM[recipe]["params"])
     assert dataclasses.replace(confirm, confirm_pairs=candidate.confirm_pairs) == candidate
+
+
+def test_the_published_model_is_the_planned_seed_trained_as_its_confirmation_group():
+    group = {"runs": [{"seed": 13}, {"seed": 14}], "config": {"model": "siamese_deep", "epochs": 75, "confirm_pairs": 40000}}
+    run = {"cfg": {"seed": 13, "model": "siamese_deep", "epochs": 75, "confirm_pairs": 40000, "out_dir": "x"}}
+    assert recipes.published_as_planned(run, group)
+    assert not recipes.published_as_planned({"cfg": run["cfg"] | {"seed": 14}}, group)          # another seed
+    assert not recipes.published_as_planned({"cfg": run["cfg"] | {"epochs": 100}}, group)       # trained otherwise
+    assert not recipes.published_as_planned({"cfg": run["cfg"] | {"confirm_pairs": 0}}, group)  # scored otherwise
+    assert not recipes.published_as_planned(run, group | {"runs": [{"seed": 14}]})              # seed 13 not run yet
+    assert not recipes.published_as_planned(run, None)

@@ -220,12 +220,15 @@ def test_a_published_confirmation_run_is_not_compared_with_itself():
     assert not R.is_committed_run(_fresh(6, 0.994, "2026-01-01T00:00:06"), None)
 
 
-def test_the_pick_sentence_needs_the_picked_seed_a_complete_confirmation_and_the_rule_first():
-    group = _group({5: 0.993, 6: 0.994, 7: 0.995})
+def test_the_previously_published_model_is_the_seed_the_old_rule_picked():
+    """The report keeps the model published before the `best` recipe's as a record: the improved
+    confirmation run with the highest validation accuracy, its held-out rank among the five."""
+    from mnist_pairs.study.report import previous_improved
+
+    group = _group({5: 0.993, 6: 0.990, 7: 0.995})
     for r, val in zip(group["runs"], (0.990, 0.995, 0.991)):
-        r["val_acc"] = val                                                   # seed 6 has the best validation accuracy
-    cf = {"verdict": {"complete": True}, "pick_first": True}
-    assert R.improved_pick_ok(_fresh(6, 0.994, "x"), group, cf)
-    assert not R.improved_pick_ok(_fresh(7, 0.995, "x"), group, cf)          # not the picked seed
-    assert not R.improved_pick_ok(_fresh(6, 0.994, "x"), group, cf | {"pick_first": False})
-    assert not R.improved_pick_ok(_fresh(6, 0.994, "x"), group, {"verdict": {"complete": False}, "pick_first": True})
+        r |= {"val_acc": val, "selected_epoch": 40 + r["seed"], "finished": "2026-11-29T00:00:00"}   # seed 6 picked
+    old = previous_improved(group)
+    assert {k: old[k] for k in ("seed", "epoch", "heldout_acc", "rank", "n", "before_fix")} == \
+        {"seed": 6, "epoch": 46, "heldout_acc": 0.990, "rank": 3, "n": 3, "before_fix": True}
+    assert previous_improved(None) is None

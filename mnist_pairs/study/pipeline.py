@@ -2,8 +2,8 @@
 
 The data notebook once; then for each params file papermill runs 02_train (the file's full
 configuration) and 03_analysis (publishing the run to runs/<name>/ and its figures to
-figures/<name>/): seed_siamese and seed_concat on training seed 42, improved on the confirmation
-seed that confirmation.published_seed picked (the seed named in params/improved.yaml). The executed notebooks are saved in
+figures/<name>/): seed_siamese and seed_concat on training seed 42, improved as the `best` recipe's
+confirmation run on the seed its plan named (recipes.PUBLISHED_RUN, params/improved.yaml). The executed notebooks are saved in
 notebooks/. At the end the report is written once, from the published runs, the committed
 multi-seed summary (`make sweep`) and the benchmarks.
 
@@ -245,28 +245,20 @@ def smoke(scratch: str | os.PathLike | None = None, params_files: list[str] | No
 
 
 def publish_improved(reports_dir: Path = REPORTS_DIR) -> Path:
-    """Publish the improved model: the confirmation run picked on validation accuracy
-    (confirmation.published_seed) goes through notebook 03 to runs/improved/ and figures/improved/;
-    then the report is rewritten. Needs the confirmation runs' folders (`make confirm`)."""
-    from .confirmation import PLAN, outcome, published_seed
+    """Publish the plan's model itself rather than `make study`'s rebuild of it: the `best` confirmation
+    run on the seed the plan named (recipes.PUBLISHED_RUN) goes through notebook 03 to runs/improved/ and
+    figures/improved/; then the report is rewritten. Needs that run's folder (`make confirm-best`)."""
     from ..errors import RunNotFound
-    from ..paths import resolve
+    from ..paths import SWEEPS_DIR, resolve
+    from .recipes import PUBLISHED_RUN
     from .report import write_report
-    from ..paths import SWEEPS_DIR
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    groups = json.loads((reports_dir / "summary.json").read_text())["groups"]
-    if PLAN["improved"] not in groups:
-        raise RunNotFound(f"no {PLAN['improved']} group in {reports_dir / 'summary.json'}: run `make confirm` first")
-    verdict = outcome(groups)
-    if verdict is None or not verdict["complete"]:
-        raise RunNotFound(f"the confirmation is not complete ({verdict['seeds'] if verdict else 'no baseline group'}; "
-                          f"planned seeds {PLAN['seeds']} for both groups): "
-                          "the published seed is picked among all of them; run `make confirm` first")
-    seed = published_seed(groups[PLAN["improved"]])
-    run_dir = resolve(SWEEPS_DIR) / PLAN["improved"] / f"seed{seed}"
-    if not (run_dir / "best.pt").is_file():
-        raise RunNotFound(f"{run_dir} has no best.pt: the confirmation runs are not on this machine (`make confirm`)")
+    run_dir = resolve(SWEEPS_DIR) / PUBLISHED_RUN["group"] / f"seed{PUBLISHED_RUN['seed']}"
+    if not (run_dir / "results.json").is_file():
+        raise RunNotFound(f"{run_dir} is not a finished run: the `best` confirmation has not run on this machine "
+                          "(`make confirm-best`); `make study` trains the same model from "
+                          f"{PUBLISHED_RUN['params']} instead")
     execute("03_analysis", reports_dir / "notebooks" / "03_analysis_improved.ipynb",
             {"run_dir": str(run_dir), "publish_as": PUBLISHED["improved"], "reports_dir": str(reports_dir)})
     return write_report(reports_dir, PUBLISHED)

@@ -125,10 +125,21 @@ CONFIRM = {
              "groups": {"fp32": "confirm_fast_final__validation", "bf16": "confirm_fast_final__validation_bf16"},
              "benches": {"fp32": "time_to_accuracy_final_fp32.json", "bf16": "time_to_accuracy_final_bf16.json"}},
 }
+# the published model (plan, "What users get"): the `best` confirmation run on seed 13, named there before
+# training; params/improved.yaml trains it again (make study) and reports/runs/improved is that run
+PUBLISHED_RUN = {"group": "confirm_best__validation", "seed": 13, "params": "params/improved.yaml"}
 # the commits that wrote each choice into its confirmation params file (None: not chosen yet)
 CHOICE = {"best": ("ac67dfa", "2026-12-07T17:05:49+00:00"), "fast": ("833d691", "2026-12-07T05:45:52+00:00")}   # `git log -1 --format=%cI <commit>`
 TARGETS = {"best": {"heldout_acc": 0.995, "every_seed_heldout_acc": 0.994, "ensemble_heldout_acc": 0.996},
            "fast": {"heldout_acc": 0.993, "every_seed_heldout_acc": 0.992, "wall_s": {"bf16": 120.0, "fp32": 300.0}}}
+
+
+def published_as_planned(run: dict | None, group: dict | None) -> bool:
+    """Whether a published run (report.run_facts) is the plan's: its training seed, and trained and scored
+    with every setting the confirmation group's runs used."""
+    return bool(run and group) and run["cfg"]["seed"] == PUBLISHED_RUN["seed"] and \
+        any(r["seed"] == PUBLISHED_RUN["seed"] for r in group["runs"]) and \
+        all(run["cfg"].get(k) == v for k, v in group["config"].items())
 
 
 def fresh_seeds(groups: dict) -> bool:

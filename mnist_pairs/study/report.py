@@ -18,8 +18,8 @@ import torch
 
 from ..data import load_data, pair_balance
 from .ablation import IMPROVED_FROM, ablation_rows, excludes_zero, improved_check, paired, timeline
-from .confirmation import PLAN, outcome, report_facts
-from .recipes import report_facts as recipes_facts
+from .confirmation import PLAN, outcome, published_seed, report_facts
+from .recipes import PUBLISHED_RUN, published_as_planned, report_facts as recipes_facts
 from .speed import report_facts as speed_facts
 from .calibration import PUBLISHED_JSON, calibrate_published
 from .figures import write_published_reliability
@@ -27,7 +27,7 @@ from .findings import (all_above, best_by_validation, finished_groups, gap, judg
                        precision_reason, retrieval_misses, seed_place, setup, temperature_side)
 from .formats import ci_range, pct, pm, signed_text
 from .labels_zh import FIGURES, LEVER_NAMES, PAIR_TYPES
-from .repro import DETERMINISM_FIX, before_determinism_fix, improved_pick_ok, is_committed_run, repro_check
+from .repro import DETERMINISM_FIX, before_determinism_fix, is_committed_run, repro_check
 from ..mnist import MNIST_FILES
 from ..models import build_model, parameter_count
 from ..paths import PROJECT_ROOT, PUBLISHED, REPORTS_DIR, Reports, atomic_write_text, resolve
@@ -122,9 +122,11 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
     benches = bench_jsons(rp)
     bench = benches[0]
     I = run_facts(runs["improved"]) if "improved" in runs else None
-    confirm_group = groups.get(PLAN["improved"])
+    # the published model is the plan's `best` confirmation run (recipes.PUBLISHED_RUN), trained again by make study
+    pub_group = groups.get(PUBLISHED_RUN["group"])
     cf = report_facts(groups, rp)
-    I_committed = I is not None and is_committed_run(I, confirm_group)
+    I_committed = I is not None and is_committed_run(I, pub_group)
+    I_repro = repro_check(I, pub_group) if I and pub_group and not I_committed else None
     rel = lambda p: os.path.relpath(p, reports_dir)
     rows = ablation_rows(groups)
     fused = fused_checks(groups)
@@ -152,7 +154,9 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
         "val_concat": val_concat, "seed_place": seed_place(test_group, SEED["best_test_acc"]),
         "confirm_baseline": groups.get(PLAN["baseline"]), "matters": matters(rows),
         "improved_all_above": all_above(groups.get(PLAN["improved"]), groups.get(PLAN["baseline"])),
-        "improved_rank": rank_in(I, confirm_group) if I_committed else None,
+        # where the published seed's committed run ranks, said of this model only when it is that run or its twin
+        "improved_rank": rank_in(I, pub_group) if I_committed or (I_repro or {}).get("twin", {}).get("identical") else None,
+        "previous_improved": previous_improved(groups.get(PLAN["improved"])),
         "headline_figure": figure("findings", "headline.png"), "forest_figure": figure("findings", "forest.png"),
         "improved_figure": figure("findings", "improved_curves.png"),
         "determinism_fix": DETERMINISM_FIX, "before_fix": before_determinism_fix(groups),
@@ -169,10 +173,8 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
         "confirm_gap": gap(cf["verdict"].get("delta_confirm") if cf and cf.get("verdict") else None),
         "paths": precision_paths(groups),
         "lock": lock_facts([("原实验配置", S), ("拼接基线", C), ("改进模型", I)]),
-        "improved_run": I, "improved_pick_ok": improved_pick_ok(I, confirm_group, cf),
-        "improved_is_confirmation_run": I_committed,
-        "improved_repro": repro_check(I, confirm_group) if I and confirm_group and not I_committed
-        else None,
+        "improved_run": I, "improved_planned": published_as_planned(I, pub_group), "published_run": PUBLISHED_RUN,
+        "improved_is_confirmation_run": I_committed, "improved_repro": I_repro,
         "repro": repro_check(S, val_siamese) if val_siamese else None,
         "aug": aug,
         "same_aug": chosen_aug is not None and all(chosen_aug[k] == S["cfg"][k] for k in aug_keys if k in chosen_aug),
@@ -204,6 +206,18 @@ def measured_now(out: dict | None, rp: Reports) -> dict | None:
     now = {k: r for k, r in out["runs"].items()
            if r.get("weights_sha256") and r["weights_sha256"] == Run(rp.run(k)).digests().get("best.pt")}
     return out | {"runs": now, "stale": [k for k in out["runs"] if k not in now]} if now else None
+
+
+def previous_improved(group: dict | None) -> dict | None:
+    """The model published before the `best` recipe's: the improved configuration's confirmation run that
+    confirmation.published_seed picked (highest validation accuracy), as its committed files hold it."""
+    if not group or not group["runs"]:
+        return None
+    seed = published_seed(group)
+    run = next(r for r in group["runs"] if r["seed"] == seed)
+    return {"seed": seed, "group": group["group"], "epoch": run["selected_epoch"], "heldout_acc": run["heldout_acc"],
+            "final_heldout_acc": run.get("final_heldout_acc"), "before_fix": run["finished"] < DETERMINISM_FIX["time"],
+            **rank_in({"cfg": {"seed": seed}}, group)}
 
 
 def caption(see: str) -> str:

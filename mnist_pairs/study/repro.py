@@ -4,7 +4,6 @@ the committed run of the same training seed (equal or not, metric for metric).""
 from __future__ import annotations
 
 from ..stats import prediction_interval
-from .confirmation import published_seed
 
 
 def environment_key(env: dict) -> tuple:
@@ -62,13 +61,6 @@ def is_committed_run(run: dict, group: dict | None) -> bool:
     not a fresh run of the same configuration."""
     return bool(group) and any(r["seed"] == run["cfg"]["seed"] and r.get("started")
                                and r["started"] == run["env"].get("started") for r in group["runs"])
-
-
-def improved_pick_ok(run: dict | None, group: dict | None, cf: dict | None) -> bool:
-    """Whether the published improved run's training seed is the one the registered rule picks:
-    among the complete confirmation, registered before every confirmation run finished."""
-    return bool(run and group and cf and cf["verdict"] and cf["verdict"]["complete"] and cf["pick_first"]
-                and published_seed(group) == run["cfg"]["seed"])
 
 
 # The commit that made shared-encoding training reproducible (train.py: `index_select` where indexing
