@@ -44,8 +44,8 @@ data: $(STAMP)
 	$(BIN)/python -m mnist_pairs fetch-data
 
 # reports/ changes only when the whole study has finished (it works in .reports.staging/). Then the
-# robustness table is measured again for a published model whose weights it did not measure (digests.json;
-# a few minutes each), and the report rewritten from the files: nothing when the weights are the same.
+# robustness table is measured again for a published model whose best.pt it did not measure (sha256; a few
+# minutes each, none when the weights are the same), and the report rewritten from the files.
 study: $(STAMP)
 	$(BIN)/python -m mnist_pairs study
 	$(BIN)/python -m mnist_pairs robustness --stale && $(BIN)/python -m mnist_pairs study --report-only

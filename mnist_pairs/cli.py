@@ -244,7 +244,7 @@ def _run(args) -> int:
             return 0
         path = Reports().robustness
         previous = json.loads(path.read_text()) if path.is_file() else None
-        todo = stale(runs, previous)
+        todo = stale(runs, previous, n_pairs=args.pairs)
         if not todo:
             print(f"{path}: every run's weights are the ones it measured; nothing to do")
             return 0

@@ -233,6 +233,7 @@ def test_make_study_trains_the_published_confirmation_run_again():
     group = json.loads((REPORTS_DIR / "summary.json").read_text())["groups"].get(PUBLISHED_RUN["group"])
     if group is None or PUBLISHED_RUN["seed"] not in [r["seed"] for r in group["runs"]]:
         pytest.skip("the published seed's confirmation run is not in reports/summary.json yet (make confirm-best)")
-    assert published_as_planned({"cfg": study.to_dict()}, group)
-    assert not published_as_planned({"cfg": dataclasses.replace(study, seed=14).to_dict()}, group)
-    assert not published_as_planned({"cfg": dataclasses.replace(study, epochs=study.epochs + 1).to_dict()}, group)
+    ran = {k: group["config"][k] for k in ("device", "precision")}   # what a run records: auto resolved
+    assert published_as_planned({"cfg": study.to_dict() | ran}, group)
+    assert not published_as_planned({"cfg": dataclasses.replace(study, seed=14).to_dict() | ran}, group)
+    assert not published_as_planned({"cfg": dataclasses.replace(study, epochs=study.epochs + 1).to_dict() | ran}, group)

@@ -49,25 +49,30 @@ def test_measure_scores_every_perturbation_beside_the_clean_pairs(tmp_path, mnis
 
 
 def test_only_runs_with_other_weights_are_measured_again_and_the_report_shows_only_current_ones(tmp_path):
-    """make study re-measures a published model only when its best.pt is not the one robustness.json
-    measured; the report leaves out a model whose recorded weights are not the published ones."""
+    """make study re-measures a published model only when its best.pt is not the file robustness.json
+    measured (sha256), or when the measurement itself would differ; the report leaves out a model whose
+    recorded weights are not the published ones."""
     import shutil
 
     from mnist_pairs.study.report import measured_now
 
     runs = Path(shutil.copytree(RUN, tmp_path / "runs" / "seed_siamese")).parent
-    sha = Run.open(runs / "seed_siamese").digests()["best.pt"]
-    base = {"seed": 0, "canvas": 112, "perturbations": {"thick": "x"}}
+    sha = R._weights(runs / "seed_siamese")
+    assert sha == Run.open(RUN).digests()["best.pt"]                        # the file's bytes, as digests.json has them
+    base = R._setup(0, None)
     previous = base | {"runs": {"seed_siamese": {"weights_sha256": sha, "rows": 1}, "improved": {"weights_sha256": "b" * 64}}}
     assert R.stale([runs / "seed_siamese"], previous) == []
+    assert R.stale([runs / "seed_siamese"], previous, n_pairs=120) == [runs / "seed_siamese"]      # fewer pairs
+    assert R.stale([runs / "seed_siamese"], previous | {"seed": 1}) == [runs / "seed_siamese"]     # other draws
     assert R.stale([runs / "seed_siamese"], base | {"runs": {"seed_siamese": {"weights_sha256": "c" * 64}}}) == [runs / "seed_siamese"]
     assert R.stale([runs / "seed_siamese"], None) == [runs / "seed_siamese"]
     new = base | {"runs": {"improved": {"weights_sha256": "d" * 64}}}
     assert R.merged(previous, new)["runs"] == {"seed_siamese": previous["runs"]["seed_siamese"], "improved": new["runs"]["improved"]}
-    assert R.merged(previous, new | {"seed": 1}) == new | {"seed": 1}       # measured otherwise: nothing kept
+    assert R.merged(previous, new | {"n_pairs": 120}) == new | {"n_pairs": 120}    # measured otherwise: nothing kept
     shown = measured_now(previous, Reports(tmp_path))
     assert list(shown["runs"]) == ["seed_siamese"] and shown["stale"] == ["improved"]
     assert measured_now(base | {"runs": {"seed_siamese": {"weights_sha256": "c" * 64}}}, Reports(tmp_path)) is None
+
 
 
 def test_a_perturbation_holds_only_within_the_limit():

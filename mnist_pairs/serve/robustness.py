@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from ..metrics import pair_metrics
 from ..paths import PROJECT_ROOT, Reports, atomic_write_text, resolve
-from ..runs import Run
+from ..runs import Run, sha256
 from .deploy import TorchScorer, pair_logits
 from .images import to_mnist
 
@@ -119,7 +119,7 @@ def measure(runs: list[str | Path], n_pairs: int | None = None, seed: int = 0, l
     perturbation (the first `n_pairs` held-out pairs, all by default)."""
     from ..data import load_data
 
-    out = {"seed": seed, "canvas": 28 * CANVAS, "perturbations": {k: v[0] for k, v in PERTURBATIONS.items()}, "runs": {}}
+    out = _setup(seed, n_pairs) | {"runs": {}}
     cache: dict[tuple, torch.Tensor] = {}
     for path in runs:
         run = Run.open(path)
@@ -145,25 +145,39 @@ def measure(runs: list[str | Path], n_pairs: int | None = None, seed: int = 0, l
         for name, r in rows.items():
             r["drop_pp"] = 100 * (clean - r["acc"])
         out["runs"][Path(path).name] = {"run": os.path.relpath(resolve(path), PROJECT_ROOT), "model": run.cfg.model, "started": run.env.get("started"),
-                                        "weights_sha256": run.digests().get("best.pt"),
+                                        "weights_sha256": _weights(path),
                                         "threshold": scorer.threshold, "pairs": len(pairs.y), "rows": rows,
                                         "worst": max((n for n in PERTURBATIONS if n != "clean"),
                                                      key=lambda n: rows[n]["drop_pp"])}
     return out
 
 
-def stale(runs: list[str | Path], previous: dict | None) -> list[str | Path]:
-    """The runs whose weights (best.pt's sha256 in their digests.json) are not the ones `previous`
-    (a robustness.json) measured under the same name: only these need measuring again."""
-    done = (previous or {}).get("runs", {})
-    return [p for p in runs if not (sha := Run.open(p).digests().get("best.pt"))
-            or done.get(Path(p).name, {}).get("weights_sha256") != sha]
+def _setup(seed: int, n_pairs: int | None) -> dict:
+    """What a measurement's numbers depend on besides the weights."""
+    return {"seed": seed, "canvas": 28 * CANVAS, "perturbations": {k: v[0] for k, v in PERTURBATIONS.items()},
+            "n_pairs": n_pairs}
+
+
+def _weights(run_dir: str | Path) -> str:
+    return sha256((resolve(run_dir) / "best.pt").read_bytes())
+
+
+def _same_setup(previous: dict | None, setup: dict) -> bool:
+    return bool(previous) and all(previous.get(k) == v for k, v in setup.items())
+
+
+def stale(runs: list[str | Path], previous: dict | None, seed: int = 0, n_pairs: int | None = None) -> list[str | Path]:
+    """The runs `previous` (a robustness.json) did not measure as a measurement now would: every run
+    when its seed, canvas, perturbations or pair count differ, else those whose best.pt is not the
+    file (sha256) it measured under the same name."""
+    if not _same_setup(previous, _setup(seed, n_pairs)):
+        return list(runs)
+    return [p for p in runs if previous["runs"].get(Path(p).name, {}).get("weights_sha256") != _weights(p)]
 
 
 def merged(previous: dict | None, new: dict) -> dict:
-    """`previous` with the runs `new` measured replaced (same seed, canvas and perturbations)."""
-    if not previous or {k: previous.get(k) for k in ("seed", "canvas", "perturbations")} != \
-            {k: new[k] for k in ("seed", "canvas", "perturbations")}:
+    """`previous` with the runs `new` measured replaced, where both were measured alike; else `new`."""
+    if not _same_setup(previous, {k: new[k] for k in ("seed", "canvas", "perturbations", "n_pairs")}):
         return new
     return previous | {"runs": previous["runs"] | new["runs"]}
 

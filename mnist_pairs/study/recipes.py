@@ -134,12 +134,17 @@ TARGETS = {"best": {"heldout_acc": 0.995, "every_seed_heldout_acc": 0.994, "ense
            "fast": {"heldout_acc": 0.993, "every_seed_heldout_acc": 0.992, "wall_s": {"bf16": 120.0, "fp32": 300.0}}}
 
 
+def trained_as(run: dict | None, group: dict | None) -> bool:
+    """Whether a run (report.run_facts; its config.yaml as it ran: device and precision resolved) was
+    trained and scored with every setting a summary group's runs used, its seed aside."""
+    return bool(run and group) and all(run["cfg"].get(k) == v for k, v in group["config"].items())
+
+
 def published_as_planned(run: dict | None, group: dict | None) -> bool:
-    """Whether a published run (report.run_facts) is the plan's: its training seed, and trained and scored
-    with every setting the confirmation group's runs used."""
-    return bool(run and group) and run["cfg"]["seed"] == PUBLISHED_RUN["seed"] and \
-        any(r["seed"] == PUBLISHED_RUN["seed"] for r in group["runs"]) and \
-        all(run["cfg"].get(k) == v for k, v in group["config"].items())
+    """Whether a published run is the plan's: its training seed, of a group that holds that seed's
+    confirmation run, trained as that group's runs were."""
+    return trained_as(run, group) and run["cfg"]["seed"] == PUBLISHED_RUN["seed"] and \
+        any(r["seed"] == PUBLISHED_RUN["seed"] for r in group["runs"])
 
 
 def fresh_seeds(groups: dict) -> bool:

@@ -19,7 +19,7 @@ import torch
 from ..data import load_data, pair_balance
 from .ablation import IMPROVED_FROM, ablation_rows, excludes_zero, improved_check, paired, timeline
 from .confirmation import PLAN, outcome, published_seed, report_facts
-from .recipes import PUBLISHED_RUN, published_as_planned, report_facts as recipes_facts
+from .recipes import PUBLISHED_RUN, published_as_planned, report_facts as recipes_facts, trained_as
 from .speed import report_facts as speed_facts
 from .calibration import PUBLISHED_JSON, calibrate_published
 from .figures import write_published_reliability
@@ -31,7 +31,7 @@ from .repro import DETERMINISM_FIX, before_determinism_fix, is_committed_run, re
 from ..mnist import MNIST_FILES
 from ..models import build_model, parameter_count
 from ..paths import PROJECT_ROOT, PUBLISHED, REPORTS_DIR, Reports, atomic_write_text, resolve
-from ..runs import Run
+from ..runs import Run, sha256
 from ..seed_reference import SEED, SEED_HISTORY
 
 TEMPLATE = Path(__file__).parent / "templates" / "report_zh.md.j2"
@@ -124,6 +124,8 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
     I = run_facts(runs["improved"]) if "improved" in runs else None
     # the published model is the plan's `best` confirmation run (recipes.PUBLISHED_RUN), trained again by make study
     pub_group = groups.get(PUBLISHED_RUN["group"])
+    best_recipe = trained_as(I, pub_group)     # else it is compared with no group of the recipe
+    pub_group = pub_group if best_recipe else None
     cf = report_facts(groups, rp)
     I_committed = I is not None and is_committed_run(I, pub_group)
     I_repro = repro_check(I, pub_group) if I and pub_group and not I_committed else None
@@ -172,8 +174,9 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
         "setups": {"val_siamese": setup(val_siamese), "confirm_baseline": setup(groups.get(PLAN["baseline"]))},
         "confirm_gap": gap(cf["verdict"].get("delta_confirm") if cf and cf.get("verdict") else None),
         "paths": precision_paths(groups),
-        "lock": lock_facts([("原实验配置", S), ("拼接基线", C), ("改进模型", I)]),
+        "lock": lock_facts([("原实验配置", S), ("拼接基线", C), ("发布模型", I)]),
         "improved_run": I, "improved_planned": published_as_planned(I, pub_group), "published_run": PUBLISHED_RUN,
+        "improved_best_recipe": best_recipe, "published_name": "发布模型（best 配方）" if best_recipe else "发布模型",
         "improved_is_confirmation_run": I_committed, "improved_repro": I_repro,
         "repro": repro_check(S, val_siamese) if val_siamese else None,
         "aug": aug,
@@ -200,11 +203,11 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
 
 def measured_now(out: dict | None, rp: Reports) -> dict | None:
     """robustness.json with only the runs it measured on the weights now published under their name
-    (best.pt's sha256 in reports/runs/<name>/digests.json); the others are named in `stale`."""
+    (the sha256 of reports/runs/<name>/best.pt); the others are named in `stale`."""
     if not out:
         return None
-    now = {k: r for k, r in out["runs"].items()
-           if r.get("weights_sha256") and r["weights_sha256"] == Run(rp.run(k)).digests().get("best.pt")}
+    now = {k: r for k, r in out["runs"].items() if r.get("weights_sha256") and (rp.run(k) / "best.pt").is_file()
+           and r["weights_sha256"] == sha256((rp.run(k) / "best.pt").read_bytes())}
     return out | {"runs": now, "stale": [k for k in out["runs"] if k not in now]} if now else None
 
 

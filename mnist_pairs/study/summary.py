@@ -134,8 +134,11 @@ def summarize(sweeps_dir: str = SWEEPS_DIR, reports: Reports = Reports(), copy_r
                     shutil.rmtree(stale)
             for run in runs:
                 for f in (*RUN_FILES, DIGEST_FILE):
+                    copy = reports.sweep(g["group"]) / run.dir.name / f
                     if f in RUN_FILES or (run.dir / f).is_file():
-                        atomic_write_bytes(reports.sweep(g["group"]) / run.dir.name / f, (run.dir / f).read_bytes())
+                        atomic_write_bytes(copy, (run.dir / f).read_bytes())
+                    else:
+                        copy.unlink(missing_ok=True)      # an older run's digest must not stand for this one
     by_name = {g["group"]: g for g in groups}
     summary = {"command": "python -m mnist_pairs summarize", "written": utc_now(), "groups": by_name}
     if (fast := speed.summary_record(by_name)) is not None:    # issue 22's recipe: rule commit, choice, confirmation
