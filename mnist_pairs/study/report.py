@@ -176,7 +176,7 @@ def collect(reports_dir: Path = REPORTS_DIR, published: dict[str, str] = PUBLISH
         "paths": precision_paths(groups),
         "lock": lock_facts([("原实验配置", S), ("拼接基线", C), ("发布模型", I)]),
         "improved_run": I, "improved_planned": published_as_planned(I, pub_group), "published_run": PUBLISHED_RUN,
-        "improved_best_recipe": best_recipe, "published_name": "发布模型（best 配方）" if best_recipe else "发布模型",
+        "improved_best_recipe": best_recipe,
         "improved_is_confirmation_run": I_committed, "improved_repro": I_repro,
         "repro": repro_check(S, val_siamese) if val_siamese else None,
         "aug": aug,
