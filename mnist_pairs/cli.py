@@ -101,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "-> reports/robustness.json")
     r.add_argument("--runs", nargs="+", default=None, help="run folders (default: reports/runs/seed_siamese reports/runs/improved)")
     r.add_argument("--pairs", type=int, default=None, help="score only the first N held-out pairs (default: all)")
-    r.add_argument("--stale", action="store_true", help="measure only the runs whose weights (digests.json) are not "
-                   "the ones reports/robustness.json measured, keep the others' rows (make study)")
+    r.add_argument("--stale", action="store_true", help="measure only the runs whose best.pt (sha256) is not "
+                   "the file reports/robustness.json measured, keep the others' rows (make study)")
     d = sub.add_parser("demo", help="serve notebooks/04_draw (draw two digits, see whether they match) as a page "
                        "with Voila on 127.0.0.1, behind a token")
     d.add_argument("--port", type=int, default=8866)

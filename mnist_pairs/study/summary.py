@@ -20,12 +20,11 @@ from pathlib import Path
 from ..models import parameter_count
 from ..paths import SWEEPS_DIR, Reports, atomic_write_bytes, resolve, utc_now, utc_time
 from ..errors import RunNotFound
-from ..runs import Run, write_json
+from ..runs import DIGESTS, Run, write_json
 from ..stats import interval
 from . import recipes, speed
 
 RUN_FILES = ("config.yaml", "history.json", "env.json", "results.json")
-DIGEST_FILE = "digests.json"   # copied too where the run wrote one: the sha256 of its weights, for the reproduction check
 NUMERIC = ("selected_epoch", "val_acc", "final_val_acc", "test_acc", "test_acc_at_threshold", "final_test_acc", "best_test_acc",
            "heldout_acc", "heldout_auc", "heldout_acc_at_threshold", "final_heldout_acc", "train_seconds",
            "confirm_acc", "confirm_auc")
@@ -46,8 +45,8 @@ def run_row(run: Run) -> dict:
            "cpu": env["cpu"], "cpu_native_bf16": env.get("cpu_native_bf16"), "device": env["device"],
            "gpu": env.get("gpu"), "torch": env["torch"], "git_commit": env["git_commit"], "started": env.get("started"),
            "finished": utc_time((run.dir / "results.json").stat().st_mtime)}
-    if (run.dir / DIGEST_FILE).is_file():     # the weights as the run wrote them (best.pt: the checkpoint it scored)
-        row["weights_sha256"] = json.loads((run.dir / DIGEST_FILE).read_text()).get("best.pt")
+    if "best.pt" in (digests := run.digests()):     # the weights as the run wrote them (the checkpoint it scored)
+        row["weights_sha256"] = digests["best.pt"]
     if "best_confirm" in r:    # the confirmation set (confirmation.py)
         c = r["best_confirm"]
         row |= {"confirm_acc": c["acc"], "confirm_auc": c["auc"], "confirm_ci95": c["ci95"], "confirm_pairs": c["pairs"]}
@@ -133,7 +132,7 @@ def summarize(sweeps_dir: str = SWEEPS_DIR, reports: Reports = Reports(), copy_r
                 if stale.is_dir() and stale.name not in kept:
                     shutil.rmtree(stale)
             for run in runs:
-                for f in (*RUN_FILES, DIGEST_FILE):
+                for f in (*RUN_FILES, DIGESTS):   # digests.json where the run wrote one: for the reproduction check
                     copy = reports.sweep(g["group"]) / run.dir.name / f
                     if f in RUN_FILES or (run.dir / f).is_file():
                         atomic_write_bytes(copy, (run.dir / f).read_bytes())
