@@ -121,7 +121,8 @@ def test_the_best_confirmation_is_worded_beside_its_targets(facts, tmp_path, mon
 
     def group(name, heldout, confirm):
         runs = [{"seed": s, "heldout_acc": h, "confirm_acc": c, "cpu": "CPU-X", "precision": "fp32",
-                 "started": "2026-12-08T06:00:00"} for s, h, c in zip(seeds, heldout, confirm)]
+                 "started": "2026-12-08T06:00:00", "train_seconds": 700.0 + 10 * i}
+                for i, (s, h, c) in enumerate(zip(seeds, heldout, confirm))]
         return {"group": name, "runs": runs, "config": {"confirm_pairs": 40000}}
 
     groups = {"confirm_best__validation": group("confirm_best__validation", [0.9961, 0.9952, 0.9948, 0.9957, 0.9939],
@@ -146,11 +147,21 @@ def test_the_best_confirmation_is_worded_beside_its_targets(facts, tmp_path, mon
     assert "5 个 best 确认运行的集成" in block
     assert "留出对 99.62%（按图片重采样的 95% 区间 99.53%–99.69%），确认集 99.51%；计划写定的期望是 ≥ 99.60%" in block
     assert "取阈值 0.5（在验证对上选的阈值 0.500 只用于部署）" in block
+    # judged: the summary at the top says it too, with the training times, and no longer calls it open
+    summary = text[:text.index("## 1.")]
+    bullet = next(line for line in summary.splitlines() if line.startswith("- **best 配方"))
+    assert "在新训练种子 13、14、15、16、17 上（CPU-X，fp32；每次训练 700–740 秒，fp32 的预算 1,500 秒）" in bullet
+    assert "留出对 99.51% ±" in bullet and "达到 99.50% 的均值目标" in bullet and "训练种子 17 低于 99.40% 的每种子下限" in bullet
+    assert "原实验配置的准确率为 +0.86 ±" in bullet and "因此**未达到**" in bullet and "集成（单次结果）留出对 99.62%，达到 99.60% 的期望" in bullet
+    assert "best 配方的确认见附录 J" not in summary
     # the seed configuration not run yet: no Δ, nothing judged
     del groups["confirm_best_seed__validation"]
     f["recipes"]["recipes"]["best"]["confirmation"] = recipes.confirmation_facts(groups, "best", rp)
-    row = next(line for line in R.render(f).splitlines() if line.startswith("| best（"))
+    text = R.render(f)
+    row = next(line for line in text.splitlines() if line.startswith("| best（"))
     assert row.endswith("| 对照尚未运行 | 未判定 |"), row
+    summary = text[:text.index("## 1.")]
+    assert "- **best 配方" not in summary and "best 配方的确认见附录 J" in summary
     # before the ensemble is published, and before the choice (no block at all)
     (rp.run("ensemble") / "ensemble.json").unlink()
     f["recipes"]["recipes"]["best"]["confirmation"] = recipes.confirmation_facts(groups, "best", rp)
@@ -158,3 +169,12 @@ def test_the_best_confirmation_is_worded_beside_its_targets(facts, tmp_path, mon
     monkeypatch.setitem(recipes.CHOICE, "best", None)
     f["recipes"]["recipes"]["best"]["confirmation"] = recipes.confirmation_facts(groups, "best", rp)
     assert "**`best` 的确认。**" not in R.render(f)
+
+
+def test_a_published_run_tied_with_another_is_said_to_share_its_rank():
+    from mnist_pairs.study.findings import rank_in
+
+    group = {"runs": [{"seed": s, "heldout_acc": a} for s, a in [(13, 0.994), (14, 0.993), (17, 0.994), (15, 0.995)]]}
+    assert rank_in({"cfg": {"seed": 13}}, group) == {"rank": 2, "n": 4, "tied": 1}
+    assert rank_in({"cfg": {"seed": 14}}, group) == {"rank": 4, "n": 4, "tied": 0}
+    assert rank_in({"cfg": {"seed": 99}}, group) is None

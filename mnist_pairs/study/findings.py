@@ -78,13 +78,15 @@ def temperature_side(calibration: dict | None) -> str | None:
 
 
 def rank_in(run: dict | None, group: dict | None, key: str = "heldout_acc") -> dict | None:
-    """Where a published run of the group (same seed) ranks on `key` among the group's runs (1 = highest)."""
+    """Where a published run of the group (same seed) ranks on `key` among the group's runs (1 = highest);
+    `tied`: how many other runs have exactly its score."""
     if not run or not group:
         return None
     mine = next((r for r in group["runs"] if r["seed"] == run["cfg"]["seed"]), None)
     if mine is None:
         return None
-    return {"rank": 1 + sum(r[key] > mine[key] for r in group["runs"]), "n": len(group["runs"])}
+    return {"rank": 1 + sum(r[key] > mine[key] for r in group["runs"]), "n": len(group["runs"]),
+            "tied": sum(r[key] == mine[key] for r in group["runs"]) - 1}
 
 
 def judged(out: dict | None, limit_pp: float = ROBUST_LIMIT_PP, near_pp: float = ROBUST_NEAR_PP) -> dict | None:

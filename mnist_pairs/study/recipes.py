@@ -215,6 +215,9 @@ def _group_facts(g: dict | None) -> dict:
     runs = g["runs"] if g else []
     return {"seeds": [r["seed"] for r in runs], "cpus": sorted({r["cpu"] for r in runs}),
             "precisions": sorted({r["precision"] for r in runs}),
+            # each run's training time as results.json records it (train_seconds: the epochs, not data
+            # preparation or the final scoring)
+            "train_s": [r["train_seconds"] for r in runs if r.get("train_seconds") is not None],
             "heldout": interval([r["heldout_acc"] for r in runs]) if runs else None,
             "confirm": interval([r["confirm_acc"] for r in runs])
             if runs and all(r.get("confirm_acc") is not None for r in runs) else None}
