@@ -227,3 +227,18 @@ def test_the_published_model_is_the_planned_seed_trained_as_its_confirmation_gro
     assert not recipes.published_as_planned({"cfg": run["cfg"] | {"confirm_pairs": 0}}, group)  # scored otherwise
     assert not recipes.published_as_planned(run, group | {"runs": [{"seed": 14}]})              # seed 13 not run yet
     assert not recipes.published_as_planned(run, None)
+
+
+def test_the_committed_summary_holds_each_confirmation_as_its_runs_judge_it():
+    """reports/summary.json keeps each recipe's confirmation (targets' verdicts, paired Δ, ensemble row),
+    and it is what the committed runs and the published ensemble give now: not a stale copy."""
+    summary = json.loads(Reports().summary.read_text())
+    kept = summary["recipes"]["confirmations"]
+    assert set(kept) == set(recipes.CONFIRM)
+    for name in recipes.CONFIRM:
+        now = json.loads(json.dumps(recipes.confirmation_facts(summary["groups"], name, Reports())))
+        assert kept[name] == now, name
+    best = kept["best"]
+    if best["paths"].get("fp32", {}).get("judged"):
+        assert best["ensemble"]["matches"] and best["ensemble"]["seeds"] == list(recipes.CONFIRM["best"]["seeds"])
+        assert best["paths"]["fp32"]["delta_judged"] and len(best["baseline"]["seeds"]) == 5

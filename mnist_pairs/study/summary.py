@@ -143,6 +143,8 @@ def summarize(sweeps_dir: str = SWEEPS_DIR, reports: Reports = Reports(), copy_r
     if (fast := speed.summary_record(by_name)) is not None:    # issue 22's recipe: rule commit, choice, confirmation
         summary["time_to_accuracy"] = fast
     if (plan := recipes.summary_record(by_name, reports)) is not None:   # issue 32's best and fast recipes
+        # and each one's confirmation as the report judges it: the targets' verdicts, the paired Δ, the ensemble row
+        plan["confirmations"] = {name: recipes.confirmation_facts(by_name, name, reports) for name in recipes.CONFIRM}
         summary["recipes"] = plan
     write_json(out, summary)
     return summary
