@@ -150,8 +150,8 @@ sweep-best: $(STAMP)
 BEST_RUNS = $(foreach s,13 14 15 16 17,experiments/sweeps/confirm_best__validation/seed$(s))
 confirm-best: $(STAMP)
 	@test -f params/confirm_best.yaml || { echo "error: params/confirm_best.yaml does not exist: the best recipe has not been chosen yet (make sweep-best, then the plan's rule)" >&2; exit 2; }
-	@$(BIN)/python -c "import sys, torch; from mnist_pairs.config import load_config; from mnist_pairs.hardware import resolve_precision; \
-	  sys.exit(resolve_precision(load_config('params/confirm_best.yaml'), torch.device('cuda' if torch.cuda.is_available() else 'cpu')) != 'fp32')" \
+	@$(BIN)/python -c "import sys; from mnist_pairs.config import load_config; from mnist_pairs.hardware import resolve_device, resolve_precision; \
+	  cfg = load_config('params/confirm_best.yaml'); sys.exit(resolve_precision(cfg, resolve_device(cfg)) != 'fp32')" \
 	  || { echo "error: here params/confirm_best.yaml would train in bf16 or fp16, but the best confirmation's runs (experiments/sweeps/confirm_best__validation, reports/sweeps/…) are the fp32 path; its bf16 path has no target yet. For the fp32 path on a CPU with native bf16, prefix ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2" >&2; exit 2; }
 	$(BIN)/python -m mnist_pairs sweep --params params/confirm_best.yaml --protocol validation --seeds 13-17
 	$(BIN)/python -m mnist_pairs sweep --params params/confirm_best_seed.yaml --protocol validation --seeds 13-17
